@@ -1,0 +1,102 @@
+"""The contract between the domain-agnostic core and a domain package.
+
+A domain gives the core what it cannot know: data, the raw network, the noise its space needs,
+how to set up a sampling batch, and how samples become files and figures. The core never imports
+``domains``; hydra instantiates a domain from ``configs/domain/<name>.yaml`` (``_target_``).
+
+Conventions shared by every domain
+----------------------------------
+* Model space is variance exploding: ``x = x0 + sigma * eps``; data is scaled so its standard
+  deviation is about ``sigma_data`` (0.5 unless the domain says otherwise).
+* A raw network is called ``net(x_in, c_noise, cond)`` and returns a tensor shaped like ``x_in``;
+  preconditioning (``core.precond``) turns it into a denoiser ``D(x, sigma, cond) -> x0_hat``.
+* ``cond`` is a ``dict[str, Tensor]`` (or ``None``). Reserved keys:
+    - ``"drop"``: ``BoolTensor[B]``; where True the network must ignore its guidance conditions
+      (class, property, ...) and use its learned null condition. Classifier-free guidance and
+      condition dropout in training work only through this key, so they work for every domain.
+    - ``"mask"``: ``Tensor`` of 1 on real elements and 0 on padding, for variable-size data.
+* ``Batch.mask`` broadcasts against ``Batch.x`` and weights the loss; padding never counts.
+* Constructors are cheap: data is loaded (and cached) lazily by ``dataset()``, so the command
+  line can build a domain just to find its pretrained weights or its sampling options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+Cond = dict[str, Tensor]
+NoiseFn = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class Batch:
+    """Model-space tensors for a batch, as the trainer and the samplers consume them."""
+
+    x: Tensor  # (B, ...) clean data in model space; for sampling, a template of the shape
+    cond: Cond | None = None  # network conditions, see the module docstring
+    mask: Tensor | None = None  # broadcastable to x: 1 real, 0 padding
+    known: Tensor | None = None  # known-region conditioning: values in model space
+    known_mask: Tensor | None = None  # 1 where `known` is given
+    meta: dict[str, Any] = field(default_factory=dict)  # anything decode() needs (lengths, names)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
+        cond = None if self.cond is None else {k: move(v) for k, v in self.cond.items()}
+        return replace(self, x=move(self.x), cond=cond, mask=move(self.mask),
+                       known=move(self.known), known_mask=move(self.known_mask))
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+@runtime_checkable
+class Domain(Protocol):
+    """What a domain package implements. See ``domains/*/domain.py`` for three of them."""
+
+    name: str
+    sigma_data: float
+    pretrained: "Path | None"  # shipped exported weights (safetensors), used when checkpoint= is not given
+
+    def dataset(self, split: str) -> Dataset:
+        """Examples of a split ("train", "val", "test"); items are whatever `collate` takes."""
+
+    def collate(self, items: list[Any]) -> Batch:
+        """Stack dataset items into a model-space Batch."""
+
+    def network(self) -> nn.Module:
+        """The raw network ``net(x_in, c_noise, cond)`` at the configured size preset."""
+
+    def noise_fn(self, batch: Batch, generator: torch.Generator | None = None) -> NoiseFn:
+        """The noise hook for this batch: ``eps = noise(x)``. Gaussian for grids; structured
+        spaces draw in their subspace (molecules: zero centre of mass, zero on padding)."""
+
+    def sampling_batch(self, n: int, **options: Any) -> Batch:
+        """A batch to sample: shape template, conditions, mask and known region, from the
+        user's options (``class=3 seconds=1.0``, ``frames=16``, a fragment, ...)."""
+
+    def decode(self, x: Tensor, batch: Batch) -> list[Any]:
+        """Model-space samples back to raw examples (waveforms, frames, molecules)."""
+
+    def write(self, samples: list[Any], out_dir: Path) -> list[Path]:
+        """Files a person opens; never overwrites an existing file."""
+
+    def evaluate(self, samples: Path, **options: Any) -> dict[str, float]:
+        """Offline quality figures for sample files, beside the held-out reference."""
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this domain (stored beside exported weights)."""
+
+
+def gaussian_noise_fn(generator: torch.Generator | None = None) -> NoiseFn:
+    """The default noise hook: i.i.d. standard normal of the shape of `x`."""
+
+    def noise(x: Tensor) -> Tensor:
+        return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+    return noise

@@ -1,0 +1,81 @@
+"""Exported weights for sampling: one safetensors file holding the (EMA) denoiser weights and, in
+its metadata, the run's config as JSON. Loading never unpickles anything; only constructors
+under ``core.`` and ``domains.`` may be named by a stored config."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorsError
+from safetensors.torch import load_file, safe_open, save_file
+
+ALLOWED_TARGET_PREFIXES = ("core.", "domains.")
+
+
+def export_weights(path: str | Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
+    """Write weights + config atomically (temp file, fsync, rename); refuse to overwrite."""
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists; exported weights are never overwritten")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"diffsuite_config": json.dumps(config)})
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no exported weights at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorsError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
+    if "diffsuite_config" not in meta:
+        raise ValueError(f"{path} holds no diffsuite config; was it written by export_weights?")
+    config = json.loads(meta["diffsuite_config"])
+    _check_targets(config, str(path))
+    return state, config
+
+
+def _check_targets(node: Any, where: str) -> None:
+    if isinstance(node, dict):
+        t = node.get("_target_")
+        if t is not None and not str(t).startswith(ALLOWED_TARGET_PREFIXES):
+            raise ValueError(f"{where}: refusing to build {t!r}; stored configs may only name core.* or domains.*")
+        for v in node.values():
+            _check_targets(v, where)
+    elif isinstance(node, list):
+        for v in node:
+            _check_targets(v, where)
+
+
+def build_from_export(path: str | Path, device: str | torch.device = "cpu", expect_domain: str | None = None):
+    """(domain, denoiser, config) from an exported file; the denoiser is in eval mode."""
+    from hydra.utils import instantiate
+
+    state, config = load_exported(path)
+    domain = instantiate(config["domain"])
+    if expect_domain is not None and domain.name != expect_domain:
+        raise ValueError(f"{path} holds a {domain.name!r} model, not a {expect_domain!r} one")
+    denoiser = instantiate(config["model"]["precond"])(domain.network())
+    missing, unexpected = denoiser.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit the network its config builds: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return domain, denoiser.to(device).eval(), config
