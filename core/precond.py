@@ -28,8 +28,8 @@ Prediction = Literal["eps", "v", "x0"]
 
 
 def _expand(sigma: Tensor | float, x: Tensor) -> Tensor:
-    """sigma as float32 Tensor[B] -> (B, 1, ..., 1) for broadcasting against x."""
-    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
+    """sigma as Tensor[B] (float32, or float64 for float64 x) -> (B, 1, ..., 1) against x."""
+    sigma = torch.as_tensor(sigma, dtype=torch.promote_types(x.dtype, torch.float32), device=x.device)
     if sigma.ndim == 0:
         sigma = sigma.expand(x.shape[0])
     if sigma.shape != (x.shape[0],):
@@ -49,10 +49,10 @@ class Precond(nn.Module):
 
     def forward(self, x: Tensor, sigma: Tensor | float, cond: dict[str, Tensor] | None = None) -> Tensor:
         s = _expand(sigma, x)  # (B, 1, ...)
-        c_skip, c_out, c_in, c_noise = self.coefficients(s)
-        x32 = x.float()
-        F = self.net((c_in * x32).to(x.dtype), c_noise.reshape(-1), cond)  # same shape as x
-        return (c_skip * x32 + c_out * F.float()).to(x.dtype)
+        c_skip, c_out, c_in, c_noise = self.coefficients(s)  # coefficients in >= float32
+        xs = x.to(s.dtype)
+        F = self.net((c_in * xs).to(x.dtype), c_noise.reshape(-1), cond)  # same shape as x
+        return (c_skip * xs + c_out * F.to(s.dtype)).to(x.dtype)
 
     def loss_weight(self, sigma: Tensor) -> Tensor:
         """1 / c_out^2: the x0-space weight that is plain MSE on the network's own target."""

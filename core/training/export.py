@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 ALLOWED_TARGET_PREFIXES = ("core.", "domains.")
@@ -45,7 +45,7 @@ def load_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         state = load_file(str(path))
-    except (SafetensorsError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
     if "diffsuite_config" not in meta:
         raise ValueError(f"{path} holds no diffsuite config; was it written by export_weights?")

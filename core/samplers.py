@@ -1,0 +1,303 @@
+"""Samplers: plain functions over a sigma-space denoiser ``D(x, sigma, cond) -> x0_hat``.
+
+Every solver has the signature ``sample_<name>(denoiser, x, sigmas, cond=None, *, noise=None,
+callback=None, **options) -> Tensor`` and keeps its multistep history in local variables, so it
+has no state to reset and two threads may share it. ``x`` is the start, already scaled to
+``sigmas[0]``; ``sigmas`` is a strictly descending grid ending in 0. The solver's own arithmetic
+runs in float64 (the network in its own precision). ``noise(x)`` is the domain's noise hook,
+called only where a solver really adds noise. ``callback(info)`` receives a dict with ``i``,
+``x``, ``sigma``, ``sigma_next`` and ``denoised`` after each step.
+
+Equations are in the variance-exploding form with lambda = -log(sigma) as the log-SNR time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Literal
+
+import torch
+from torch import Tensor
+
+from .schedules import check_sigmas
+
+Denoiser = Callable[..., Tensor]
+NoiseFn = Callable[[Tensor], Tensor]
+Callback = Callable[[dict[str, Any]], None]
+
+
+def _setup(x: Tensor, sigmas: Tensor, noise: NoiseFn | None) -> tuple[Tensor, list[float], NoiseFn]:
+    check_sigmas(sigmas)
+    if not torch.isfinite(x).all():
+        raise ValueError("the start x holds a non-finite value")
+    return x.double(), sigmas.double().tolist(), noise or torch.randn_like
+
+
+def _denoise(denoiser: Denoiser, x: Tensor, sigma: float, cond, dtype: torch.dtype, i: int) -> Tensor:
+    """One network evaluation at the sampler's float64 state, checked for shape and finiteness."""
+    s = torch.full((x.shape[0],), sigma, dtype=torch.float32, device=x.device)
+    out = denoiser(x.to(dtype), s, cond)
+    if out.shape != x.shape:
+        raise ValueError(f"denoiser returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
+    if not torch.isfinite(out).all():
+        raise FloatingPointError(f"denoiser output is not finite at step {i} (sigma={sigma:.6g}); "
+                                 f"{(~torch.isfinite(out)).sum().item()} bad values")
+    return out.double()
+
+
+def _report(callback: Callback | None, i: int, x: Tensor, sigma: float, sigma_next: float, denoised: Tensor) -> None:
+    if callback is not None:
+        callback({"i": i, "x": x, "sigma": sigma, "sigma_next": sigma_next, "denoised": denoised})
+
+
+def _churn(x: Tensor, sigma: float, n: int, noise: NoiseFn, churn: float, t_min: float, t_max: float,
+           s_noise: float) -> tuple[Tensor, float]:
+    """EDM Algorithm 2, lines 4-6: raise sigma by gamma and add the matching fresh noise."""
+    gamma = min(churn / n, math.sqrt(2) - 1) if churn > 0 and t_min <= sigma <= t_max else 0.0
+    if gamma == 0:
+        return x, sigma
+    sigma_hat = sigma * (1 + gamma)
+    return x + noise(x) * s_noise * math.sqrt(sigma_hat**2 - sigma**2), sigma_hat
+
+
+def ancestral_step(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[float, float]:
+    """(sigma_down, sigma_up): DDIM's eta noise written in VE form; eta=0 is DDIM, eta=1 DDPM-like."""
+    if eta == 0 or sigma_next == 0:
+        return sigma_next, 0.0
+    up = min(sigma_next, eta * math.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2))
+    return math.sqrt(sigma_next**2 - up**2), up
+
+
+@torch.no_grad()
+def sample_euler(denoiser, x, sigmas, cond=None, *, noise=None, callback=None, churn: float = 0.0,
+                 churn_tmin: float = 0.0, churn_tmax: float = math.inf, s_noise: float = 1.0) -> Tensor:
+    """First-order probability-flow ODE step, dx = (x - D) / sigma dsigma: DDIM with eta = 0."""
+    dtype = x.dtype
+    x, sig, noise = _setup(x, sigmas, noise)
+    n = len(sig) - 1
+    for i in range(n):
+        x, s = _churn(x, sig[i], n, noise, churn, churn_tmin, churn_tmax, s_noise)
+        denoised = _denoise(denoiser, x, s, cond, dtype, i)
+        x = denoised + (sig[i + 1] / s) * (x - denoised)  # = x + (sigma_next - s) (x - D) / s
+        _report(callback, i, x, sig[i], sig[i + 1], denoised)
+    return x.to(dtype)
+
+
+@torch.no_grad()
+def sample_euler_ancestral(denoiser, x, sigmas, cond=None, *, noise=None, callback=None, eta: float = 1.0,
+                           s_noise: float = 1.0) -> Tensor:
+    """Euler step to sigma_down, then fresh noise of std sigma_up (DDIM with eta; eta=1 DDPM-like)."""
+    dtype = x.dtype
+    x, sig, noise = _setup(x, sigmas, noise)
+    for i in range(len(sig) - 1):
+        denoised = _denoise(denoiser, x, sig[i], cond, dtype, i)
+        down, up = ancestral_step(sig[i], sig[i + 1], eta)
+        x = denoised + (down / sig[i]) * (x - denoised)
+        if up > 0:
+            x = x + noise(x) * s_noise * up
+        _report(callback, i, x, sig[i], sig[i + 1], denoised)
+    return x.to(dtype)
+
+
+@torch.no_grad()
+def sample_heun(denoiser, x, sigmas, cond=None, *, noise=None, callback=None, churn: float = 0.0,
+                churn_tmin: float = 0.0, churn_tmax: float = math.inf, s_noise: float = 1.0) -> Tensor:
+    """EDM Algorithm 2: Heun's second-order method with optional stochastic churn; 2n - 1 evaluations."""
+    dtype = x.dtype
+    x, sig, noise = _setup(x, sigmas, noise)
+    n = len(sig) - 1
+    for i in range(n):
+        x, s = _churn(x, sig[i], n, noise, churn, churn_tmin, churn_tmax, s_noise)
+        denoised = _denoise(denoiser, x, s, cond, dtype, i)
+        d = (x - denoised) / s
+        x_next = x + (sig[i + 1] - s) * d  # Euler predictor (eq. 8)
+        if sig[i + 1] > 0:  # trapezoidal corrector (lines 9-11)
+            d_next = (x_next - _denoise(denoiser, x_next, sig[i + 1], cond, dtype, i)) / sig[i + 1]
+            x_next = x + (sig[i + 1] - s) * 0.5 * (d + d_next)
+        x = x_next
+        _report(callback, i, x, sig[i], sig[i + 1], denoised)
+    return x.to(dtype)
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(denoiser, x, sigmas, cond=None, *, noise=None, callback=None) -> Tensor:
+    """DPM-Solver++(2M), Lu et al. 2022, Algorithm 2 (data prediction, multistep)."""
+    dtype = x.dtype
+    x, sig, _ = _setup(x, sigmas, noise)
+    old, h_last = None, None
+    for i in range(len(sig) - 1):
+        denoised = _denoise(denoiser, x, sig[i], cond, dtype, i)
+        if sig[i + 1] == 0:
+            x = denoised
+        else:
+            h = math.log(sig[i] / sig[i + 1])  # lambda_next - lambda
+            d = denoised
+            if old is not None:
+                r = h_last / h
+                d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old
+            x = (sig[i + 1] / sig[i]) * x - math.expm1(-h) * d
+            h_last = h
+        old = denoised
+        _report(callback, i, x, sig[i], sig[i + 1], denoised)
+    return x.to(dtype)
+
+
+@torch.no_grad()
+def sample_dpmpp_2m_sde(denoiser, x, sigmas, cond=None, *, noise=None, callback=None, eta: float = 1.0,
+                        s_noise: float = 1.0, solver: Literal["midpoint", "heun"] = "midpoint") -> Tensor:
+    """DPM-Solver++(2M) SDE: the exact exponential integrator of the noise-injecting SDE with a
+    second-order multistep correction; eta scales the injected noise (0 gives an ODE solver)."""
+    if solver not in ("midpoint", "heun"):
+        raise ValueError(f"unknown solver {solver!r}; expected midpoint or heun")
+    dtype = x.dtype
+    x, sig, noise = _setup(x, sigmas, noise)
+    old, h_last = None, None
+    for i in range(len(sig) - 1):
+        denoised = _denoise(denoiser, x, sig[i], cond, dtype, i)
+        if sig[i + 1] == 0:
+            x = denoised
+        else:
+            h = math.log(sig[i] / sig[i + 1])
+            eh = eta * h
+            phi = -math.expm1(-h - eh)  # 1 - exp(-(1 + eta) h)
+            x = (sig[i + 1] / sig[i]) * math.exp(-eh) * x + phi * denoised
+            if old is not None:
+                r = h_last / h
+                coeff = 0.5 * phi if solver == "midpoint" else phi / (h + eh) - math.exp(-h - eh)
+                x = x + coeff / r * (denoised - old)
+            if eta > 0:
+                x = x + noise(x) * sig[i + 1] * math.sqrt(-math.expm1(-2 * eh)) * s_noise
+            h_last = h
+        old = denoised
+        _report(callback, i, x, sig[i], sig[i + 1], denoised)
+    return x.to(dtype)
+
+
+@torch.no_grad()
+def sample_dpmpp_3m_sde(denoiser, x, sigmas, cond=None, *, noise=None, callback=None, eta: float = 1.0,
+                        s_noise: float = 1.0) -> Tensor:
+    """DPM-Solver++(3M) SDE: third-order multistep over the last three data predictions."""
+    dtype = x.dtype
+    x, sig, noise = _setup(x, sigmas, noise)
+    d1_, d2_, h1_, h2_ = None, None, None, None  # the last two predictions and their step sizes
+    for i in range(len(sig) - 1):
+        denoised = _denoise(denoiser, x, sig[i], cond, dtype, i)
+        if sig[i + 1] == 0:
+            x = denoised
+        else:
+            h = math.log(sig[i] / sig[i + 1])
+            he = h * (eta + 1)
+            x = math.exp(-he) * x - math.expm1(-he) * denoised
+            phi2 = math.expm1(-he) / he + 1
+            if h2_ is not None:
+                r0, r1 = h1_ / h, h2_ / h
+                d1_0 = (denoised - d1_) / r0
+                d1_1 = (d1_ - d2_) / r1
+                d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+                d2 = (d1_0 - d1_1) / (r0 + r1)
+                phi3 = phi2 / he - 0.5
+                x = x + phi2 * d1 - phi3 * d2
+            elif h1_ is not None:
+                x = x + phi2 * (denoised - d1_) / (h1_ / h)
+            if eta > 0:
+                x = x + noise(x) * sig[i + 1] * math.sqrt(-math.expm1(-2 * h * eta)) * s_noise
+            h1_, h2_ = h, h1_
+        d1_, d2_ = denoised, d1_
+        _report(callback, i, x, sig[i], sig[i + 1], denoised)
+    return x.to(dtype)
+
+
+def _unipc_update(x: Tensor, m0: Tensor, history: list[tuple[float, Tensor]], lam0: float, lam_t: float,
+                  sigma_ratio: float, variant: str, m_t: Tensor | None) -> Tensor:
+    """One UniP (m_t is None) or UniC (m_t given) update, Zhao et al. 2023, Algorithms 1-2, in
+    data-prediction form with alpha = 1. `history` holds older (lambda, x0_hat), newest first."""
+    h = lam_t - lam0
+    rks = [(lam_k - lam0) / h for lam_k, _ in history]
+    D1s = [(m_k - m0) / r for (_, m_k), r in zip(history, rks)]
+    rks.append(1.0)
+    order = len(rks)  # conditions of the order system
+    hh = -h
+    h_phi_1 = math.expm1(hh)
+    h_phi_k = h_phi_1 / hh - 1
+    B_h = hh if variant == "bh1" else math.expm1(hh)
+    R, b, fact = [], [], 1
+    for k in range(1, order + 1):
+        R.append([r ** (k - 1) for r in rks])
+        b.append(h_phi_k * fact / B_h)
+        fact *= k + 1
+        h_phi_k = h_phi_k / hh - 1 / fact
+    R_t = torch.tensor(R, dtype=torch.float64)
+    b_t = torch.tensor(b, dtype=torch.float64)
+    x_t = sigma_ratio * x - h_phi_1 * m0
+    if m_t is None:  # predictor UniP-p: uses only the older predictions
+        if not D1s:
+            return x_t
+        rhos = torch.tensor([0.5]) if len(D1s) == 1 else torch.linalg.solve(R_t[:-1, :-1], b_t[:-1])
+        return x_t - B_h * sum(float(r) * d for r, d in zip(rhos, D1s))
+    rhos = torch.tensor([0.5]) if not D1s else torch.linalg.solve(R_t, b_t)  # corrector UniC-p
+    res = sum((float(r) * d for r, d in zip(rhos[:-1], D1s)), torch.zeros_like(x))
+    return x_t - B_h * (res + float(rhos[-1]) * (m_t - m0))
+
+
+@torch.no_grad()
+def sample_unipc(denoiser, x, sigmas, cond=None, *, noise=None, callback=None, order: int = 2,
+                 variant: Literal["bh1", "bh2"] = "bh2", corrector: bool = True) -> Tensor:
+    """UniPC, Zhao et al. 2023: multistep predictor UniP-p with the corrector UniC reusing the next
+    network evaluation, so order p + 1 accuracy at one evaluation per step. Lower order at the
+    start, and the last step (to sigma = 0) returns the data prediction."""
+    if order not in (1, 2, 3):
+        raise ValueError(f"UniPC order must be 1, 2 or 3, got {order}")
+    if variant not in ("bh1", "bh2"):
+        raise ValueError(f"unknown UniPC variant {variant!r}; expected bh1 or bh2")
+    dtype = x.dtype
+    x, sig, _ = _setup(x, sigmas, noise)
+    n = len(sig) - 1
+    lam = lambda s: -math.log(s)  # noqa: E731
+    history: list[tuple[float, Tensor]] = []  # (lambda, x0_hat), newest first
+    prev = None  # (x, sigma, step order) at the previous point, for the corrector
+    for i in range(n):
+        denoised = _denoise(denoiser, x, sig[i], cond, dtype, i)
+        if corrector and prev is not None:
+            x_prev, s_prev, p = prev
+            x = _unipc_update(x_prev, history[0][1], history[1:p], lam(s_prev), lam(sig[i]),
+                              sig[i] / s_prev, variant, denoised)
+        history.insert(0, (lam(sig[i]), denoised))
+        del history[order:]
+        if sig[i + 1] == 0:
+            x = denoised
+        else:
+            p = min(order, len(history), n - 1 - i)  # lower order near the end
+            p = max(p, 1)
+            prev = (x, sig[i], p)
+            x = _unipc_update(x, denoised, history[1:p], lam(sig[i]), lam(sig[i + 1]),
+                              sig[i + 1] / sig[i], variant, None)
+        _report(callback, i, x, sig[i], sig[i + 1], denoised)
+    return x.to(dtype)
+
+
+SAMPLERS: dict[str, Callable[..., Tensor]] = {
+    "euler": sample_euler,
+    "euler_ancestral": sample_euler_ancestral,
+    "heun": sample_heun,
+    "dpmpp_2m": sample_dpmpp_2m,
+    "dpmpp_2m_sde": sample_dpmpp_2m_sde,
+    "dpmpp_3m_sde": sample_dpmpp_3m_sde,
+    "unipc": sample_unipc,
+}
+
+# Denoiser evaluations a sampler makes on an n-step grid (Heun skips its corrector at sigma = 0).
+EVALUATIONS: dict[str, Callable[[int], int]] = {name: (lambda n: n) for name in SAMPLERS}
+EVALUATIONS["heun"] = lambda n: 2 * n - 1
+
+
+def get_sampler(name: str) -> Callable[..., Tensor]:
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(sorted(SAMPLERS))}") from None
+
+
+def steps_for_evaluations(name: str, evaluations: int) -> int:
+    """The grid size n giving at most `evaluations` denoiser calls for sampler `name`."""
+    get_sampler(name)
+    return max(1, (evaluations + 1) // 2) if name == "heun" else max(1, evaluations)
