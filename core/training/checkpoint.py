@@ -1,0 +1,233 @@
+"""Resumable checkpoints through torch.distributed.checkpoint (DCP).
+
+A checkpoint is a directory ``<run_dir>/checkpoints/step_<N>/`` holding
+
+* the DCP files (model, optimizer, EMA shadows: sharded or replicated tensors, written by all
+  ranks in parallel and resharded on load, so a run resumes on another number of processes);
+* ``trainer_state.json``: step, data position, LR schedule, seed, world size, counters (JSON,
+  so reading it never unpickles anything);
+* ``manifest.json``, written last: the size and sha256 of every other file.
+
+Writes are atomic: everything goes to ``.tmp_step_<N>/`` and is renamed into place only when
+complete, so a crash mid-write leaves the previous checkpoint as the latest. Before a resume the
+manifest is checked; a truncated or corrupted checkpoint is refused with an error that names it
+and the previous good one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch.distributed.checkpoint as dcp
+
+from .distributed import DistInfo, barrier, broadcast_object
+
+log = logging.getLogger("diffsuite.train")
+
+STATE_FILE = "trainer_state.json"
+MANIFEST = "manifest.json"
+PREFIX = "step_"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from; the message names it (and a good one)."""
+
+
+@contextmanager
+def _single_process_ok():
+    """DCP warns that it runs without a process group; in a single process that is the intent."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{PREFIX}{step:08d}"
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete-looking checkpoint directories under `root`, oldest first (temp dirs excluded)."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def verify_checkpoint(path: Path, *, hashes: bool = True) -> dict[str, Any]:
+    """The trainer state of a checkpoint, or CheckpointError saying what is wrong with it."""
+    man_path = path / MANIFEST
+    if not man_path.is_file():
+        raise CheckpointError(f"checkpoint {path} has no {MANIFEST}: it was not written completely")
+    try:
+        manifest = json.loads(man_path.read_text())
+        files = manifest["files"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {path}: {MANIFEST} is unreadable ({e})") from e
+    for name, entry in files.items():
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"checkpoint {path} is incomplete: {name} is missing")
+        size = f.stat().st_size
+        if size != entry["size"]:
+            raise CheckpointError(f"checkpoint {path} is corrupted: {name} holds {size} bytes, "
+                                  f"the manifest says {entry['size']} (truncated?)")
+        if hashes and entry.get("sha256") and _sha256(f) != entry["sha256"]:
+            raise CheckpointError(f"checkpoint {path} is corrupted: the sha256 of {name} does not match its manifest")
+    try:
+        return json.loads((path / STATE_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: {STATE_FILE} is unreadable ({e})") from e
+
+
+def save_checkpoint(root: Path, step: int, state: dict[str, Any], trainer_state: dict[str, Any], info: DistInfo, *,
+                    keep: int, hashes: bool = True) -> Path:
+    """Write a checkpoint atomically (a collective: every rank calls it) and keep the last `keep`."""
+    final = root / checkpoint_name(step)
+    tmp = root / f".tmp_{checkpoint_name(step)}"
+    if info.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(".tmp_*"):  # left by a crash mid-write
+            shutil.rmtree(stale, ignore_errors=True)
+    exists = broadcast_object(final.exists(), info)
+    if exists:  # e.g. SIGTERM right after a periodic save of the same step
+        return final
+    barrier(info)
+    with _single_process_ok():
+        dcp.save(state, checkpoint_id=str(tmp))
+    barrier(info)
+    if info.is_main:
+        _write_json(tmp / STATE_FILE, trainer_state)
+        files = {}
+        for f in sorted(tmp.iterdir()):
+            if f.is_file():
+                files[f.name] = {"size": f.stat().st_size, "sha256": _sha256(f) if hashes else None}
+        _write_json(tmp / MANIFEST, {"step": step, "files": files})
+        _fsync_dir(tmp)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    barrier(info)
+    return final
+
+
+def choose_checkpoint(resume: Any, run_dir: Path, info: DistInfo, *, hashes: bool = True) -> Path | None:
+    """The checkpoint to resume from (rank 0 decides, every rank gets the answer).
+
+    resume: ``auto`` -- the newest good checkpoint of run_dir (a corrupted newer one is skipped
+    with a warning that names it), or none; ``never``/null/false -- none (and run_dir must hold
+    no checkpoint, so nothing is overwritten); a path -- that checkpoint (or the newest good one
+    of that run directory), refused with an error naming the previous good one if corrupted.
+    """
+    choice: Path | None | Exception = None
+    if info.is_main:
+        try:
+            choice = _choose(resume, run_dir, hashes)
+        except Exception as e:  # raised on every rank below
+            choice = e
+    choice = broadcast_object(choice, info)
+    if isinstance(choice, Exception):
+        raise choice
+    return choice
+
+
+def _newest_good(root: Path, hashes: bool, below: int | None = None) -> tuple[Path | None, list[str]]:
+    problems = []
+    for c in reversed(list_checkpoints(root)):
+        if below is not None and int(c.name[len(PREFIX):]) >= below:
+            continue
+        try:
+            verify_checkpoint(c, hashes=hashes)
+            return c, problems
+        except CheckpointError as e:
+            problems.append(str(e))
+    return None, problems
+
+
+def _choose(resume: Any, run_dir: Path, hashes: bool) -> Path | None:
+    root = run_dir / "checkpoints"
+    if resume in (None, False) or str(resume).lower() in ("never", "none", "null", "false", "no"):
+        if list_checkpoints(root):
+            raise CheckpointError(f"{run_dir} already holds checkpoints and resume={resume}; "
+                                  "pass resume=auto to continue that run, or choose another run_dir")
+        return None
+    if str(resume).lower() == "auto":
+        good, problems = _newest_good(root, hashes)
+        for p in problems:
+            log.warning("%s; skipping it", p)
+        if good is None and problems:
+            raise CheckpointError(f"no usable checkpoint in {root}:\n  " + "\n  ".join(problems))
+        if good is not None and problems:
+            log.warning("resuming from the previous good checkpoint %s", good)
+        return good
+    path = Path(str(resume)).expanduser()
+    if (path / "checkpoints").is_dir():  # a run directory
+        path = path / "checkpoints"
+    if path.is_dir() and not (path / MANIFEST).exists() and list_checkpoints(path):  # a checkpoints folder
+        good, problems = _newest_good(path, hashes)
+        if good is None:
+            raise CheckpointError(f"no usable checkpoint in {path}:\n  " + "\n  ".join(problems))
+        for p in problems:
+            log.warning("%s; skipping it", p)
+        return good
+    if not path.is_dir():
+        raise CheckpointError(f"resume={resume}: no checkpoint directory at {path}")
+    try:
+        verify_checkpoint(path, hashes=hashes)
+    except CheckpointError as e:
+        prev, _ = _newest_good(path.parent, hashes, below=_step_of(path))
+        hint = f"; the previous good checkpoint is {prev} (pass resume={prev})" if prev else "; no earlier good checkpoint beside it"
+        raise CheckpointError(f"{e}{hint}") from e
+    return path
+
+
+def _step_of(path: Path) -> int | None:
+    tail = path.name[len(PREFIX):]
+    return int(tail) if path.name.startswith(PREFIX) and tail.isdigit() else None
+
+
+def load_checkpoint(path: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Load the DCP tensors of `path` in place into `state` (resharding as needed) and return
+    the trainer state. Errors name the checkpoint."""
+    try:
+        with _single_process_ok():
+            dcp.load(state, checkpoint_id=str(path))
+    except Exception as e:
+        raise CheckpointError(f"cannot load checkpoint {path}: {type(e).__name__}: {e}") from e
+    return json.loads((path / STATE_FILE).read_text())

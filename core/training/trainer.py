@@ -1,0 +1,417 @@
+"""One trainer for every domain: ``train(cfg) -> exported weights``.
+
+The same code runs in one CPU process (tests), on one GPU, and under ``torchrun`` on several
+GPUs and nodes. Per optimizer step it draws ``grad_accum`` micro-batches per rank, computes the
+domain's denoising loss (noise from the domain's hook, condition dropout for classifier-free
+guidance, bf16 autocast on CUDA), checks that loss and gradients are finite before the optimizer
+touches the weights, clips, steps AdamW with warm-up and decay, and updates the EMAs. Every
+random number of a step comes from ``derive_seed(seed, step, rank, micro_step)``: ranks draw
+different noise, and a resumed run draws what an uninterrupted one would have.
+
+Outputs under ``run_dir``: ``checkpoints/step_<N>/`` (resumable), ``export/weights.safetensors``
+(EMA weights + config, for ``diffsuite sample``), ``log.csv``, ``tb/``, ``train.log``,
+``previews/``, ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import math
+import signal
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from ..domain import Batch
+from .checkpoint import checkpoint_name, choose_checkpoint, load_checkpoint, save_checkpoint
+from .data import DataPosition, DataStream
+from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, derive_seed, setup_distributed,
+                          teardown_distributed)
+from .ema import EMA, full_tensor
+from .export import export_weights, load_exported
+from .lr import lr_factor, lr_scheduler
+from .options import TrainerOptions
+from .parallelize import ParallelOptions, parallelize
+from .preview import write_preview
+from .run_log import RunLog
+from .stop import StopRequest
+
+log = logging.getLogger("diffsuite.train")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    model: nn.Module  # the trained denoiser (raw weights; under FSDP, sharded)
+    ema: EMA
+    export: Path | None  # exported EMA weights, when the run reached trainer.steps
+    checkpoint: Path | None  # the last checkpoint written or resumed from
+    stopped_by: str | None  # "SIGTERM"/"SIGINT" when a signal ended the run early
+    resumed_from: Path | None  # the checkpoint this run started from
+
+
+def train(cfg: DictConfig) -> Path:
+    """Train `cfg.domain`'s network with `cfg.model` and `cfg.trainer`.
+
+    Returns the exported EMA weights (``<run_dir>/export/weights.safetensors``, loadable with
+    ``core.training.export.build_from_export``), or, when SIGTERM/SIGINT stopped the run early,
+    the checkpoint to resume from (run the same command again: ``resume=auto`` picks it up)."""
+    result = fit(cfg)
+    return result.export if result.export is not None else (result.checkpoint or result.run_dir)
+
+
+def fit(cfg: DictConfig) -> TrainResult:
+    """`train`, returning the trained state as well (for tests and scripts)."""
+    opts = TrainerOptions.from_config(cfg.trainer)
+    info = setup_distributed(opts.device)
+    try:
+        return _fit(cfg, opts, info)
+    finally:
+        teardown_distributed(info)
+
+
+def _setup_logging(run_dir: Path, info: DistInfo) -> logging.Handler | None:
+    log.setLevel(logging.INFO)
+    if not logging.getLogger().handlers and not log.handlers:  # not under hydra: print to stderr
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter(f"[%(asctime)s rank {info.rank}] %(levelname)s %(message)s", "%H:%M:%S"))
+        log.addHandler(h)
+    if not info.is_main:
+        log.setLevel(logging.WARNING)
+        return None
+    fh = logging.FileHandler(run_dir / "train.log")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(fh)
+    return fh
+
+
+def _container(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def _export_config(cfg: DictConfig, opts: TrainerOptions, seed: int, step: int, decay: float | None) -> dict:
+    config = {"domain": _container(cfg.domain), "model": _container(cfg.model), "trainer": asdict(opts),
+              "seed": seed, "step": step, "ema_decay": decay}
+    names = cfg.get("sample_options") or []
+    config["sample_options"] = {k: _container(cfg.get(k)) for k in names}
+    return config
+
+
+def _write_run_config(cfg: DictConfig, run_dir: Path, start_step: int) -> None:
+    path = run_dir / ("config.yaml" if start_step == 0 else f"config.resume-{start_step:08d}.yaml")
+    if not path.exists():
+        path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def _cond_dropout(batch: Batch, p: float, g: torch.Generator) -> None:
+    if batch.cond is None or p <= 0:
+        return
+    drop = torch.rand(len(batch), generator=g, device=g.device) < p  # (B,)
+    if "drop" in batch.cond:
+        drop = drop | batch.cond["drop"].to(drop.device, torch.bool)
+    batch.cond = {**batch.cond, "drop": drop.to(batch.x.device)}
+
+
+def _accepts_generator(loss_fn: Any) -> bool:
+    try:
+        return "generator" in inspect.signature(loss_fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _grad_sync(module: nn.Module, enabled: bool):
+    """DDP: skip the all-reduce on accumulation micro-steps; FSDP2: skip the reduce-scatter."""
+    if hasattr(module, "no_sync"):
+        return contextlib.nullcontext() if enabled else module.no_sync()
+    if hasattr(module, "set_requires_gradient_sync"):
+        module.set_requires_gradient_sync(enabled)
+    return contextlib.nullcontext()
+
+
+def _gather(obj: Any, info: DistInfo) -> list[Any]:
+    if not info.distributed:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _full_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's whole state dict on the CPU (gathered from the shards under FSDP)."""
+    return {k: full_tensor(v).detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _export(cfg, opts, model, ema, run_dir: Path, seed: int, step: int, info: DistInfo) -> Path | None:
+    """EMA weights (first decay) -> export/weights.safetensors, further decays beside it."""
+    decays = ema.decays or [None]
+    first: Path | None = None
+    for i, decay in enumerate(decays):
+        weights = ema.full_weights(model, i) if decay is not None else _full_state(model)
+        stem = "weights" if i == 0 else f"weights_ema{decay}"
+        path = run_dir / "export" / f"{stem}.safetensors"
+        if info.is_main:
+            if path.exists():
+                try:
+                    same = load_exported(path)[1].get("step") == step
+                except ValueError:
+                    same = False
+                if not same:
+                    new = path.with_name(f"{stem}-step{step:08d}.safetensors")
+                    log.warning("%s exists (another step); exporting to %s instead", path, new)
+                    path = new
+            if not path.exists():
+                export_weights(path, weights, _export_config(cfg, opts, seed, step, decay))
+                log.info("exported %s weights to %s", "EMA %g" % decay if decay is not None else "raw", path)
+        first = first or path
+    barrier(info)
+    return first
+
+
+def _fit(cfg: DictConfig, opts: TrainerOptions, info: DistInfo) -> TrainResult:
+    run_dir = Path(broadcast_object(str(cfg.run_dir), info))  # rank 0's ${now:...} for everyone
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    barrier(info)
+    handler = _setup_logging(run_dir, info)
+    try:
+        return _run(cfg, opts, info, run_dir)
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+
+
+def _run(cfg: DictConfig, opts: TrainerOptions, info: DistInfo, run_dir: Path) -> TrainResult:
+    seed = int(cfg.get("seed", 0) or 0)
+    device = info.device
+    micro = opts.micro_batch(info.world_size)
+    ckpt_root = run_dir / "checkpoints"
+    resume_from = choose_checkpoint(cfg.get("resume", "auto"), run_dir, info, hashes=opts.verify_checkpoints)
+
+    # the model, built identically on every rank from the run seed
+    torch.manual_seed(seed)
+    domain = instantiate(cfg.domain)
+    make_denoiser = instantiate(cfg.model.precond)
+    model = make_denoiser(domain.network()).to(device)
+    loss_fn = instantiate(cfg.model.loss)
+    pass_generator = _accepts_generator(loss_fn)
+    train_module = parallelize(model, ParallelOptions(opts.parallel, opts.compile, opts.activation_checkpointing,
+                                                      opts.ddp_find_unused), info)
+    ema = EMA(model, opts.ema, warmup=opts.ema_warmup)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, betas=opts.betas, eps=opts.adam_eps,
+                                  weight_decay=opts.weight_decay)
+    scheduler = lr_scheduler(optimizer, steps=opts.steps, warmup=opts.warmup, decay=opts.decay,
+                             min_ratio=opts.min_lr_ratio)
+
+    def dcp_state() -> dict[str, Any]:
+        msd, osd = get_state_dict(model, optimizer)
+        return {"model": msd, "optim": osd, "ema": ema.state_dict()}
+
+    step, position, nonfinite_row = 0, None, 0
+    if resume_from is not None:
+        step, position, nonfinite_row = _resume(resume_from, dcp_state(), model, optimizer, ema, opts, seed, info)
+    scheduler.last_epoch = step
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = base * lr_factor(step, steps=opts.steps, warmup=opts.warmup, decay=opts.decay,
+                                       min_ratio=opts.min_lr_ratio)
+    scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+    # data: rank 0 first, so a dataset that builds a cache builds it once
+    if not info.is_main:
+        barrier(info)
+    dataset = domain.dataset("train")
+    if info.is_main:
+        barrier(info)
+        _write_run_config(cfg, run_dir, step)
+    stream = DataStream(dataset, domain.collate, dist=info, micro_batch=micro, seed=seed,
+                        num_workers=opts.num_workers, pin_memory=device.type == "cuda", position=position)
+
+    bf16 = opts.precision == "bf16" or (opts.precision == "auto" and device.type == "cuda")
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+    g = torch.Generator(device)
+    preview = _preview_settings(cfg, opts)
+
+    def checkpoint() -> Path | None:
+        if not optimizer.state:  # no optimizer step yet: a restart from scratch is the same run
+            return None
+        pos = stream.position()
+        trainer_state = {
+            "step": step, "data": asdict(pos), "world_size": info.world_size, "micro_batch": micro,
+            "batch_size": opts.batch_size, "seed": seed, "ema_decays": ema.decays, "nonfinite_in_row": nonfinite_row,
+            "lr_scheduler": {"last_epoch": scheduler.last_epoch, "base_lrs": scheduler.base_lrs,
+                             "last_lr": scheduler.get_last_lr()},
+            "rng": {"scheme": "derive_seed(seed, step, rank, micro_step) per step", "seed": seed},
+        }
+        path = save_checkpoint(ckpt_root, step, dcp_state(), trainer_state, info, keep=opts.keep_checkpoints,
+                               hashes=opts.verify_checkpoints)
+        log.info("checkpoint %s", path)
+        return path
+
+    last_ckpt, stopped_by = resume_from, None
+    window = {"loss": 0.0, "n": 0, "steps": 0, "skipped": 0, "t": time.perf_counter(), "norm": 0.0}
+    runlog = RunLog(run_dir, enabled=info.is_main, start_step=step, total_steps=opts.steps,
+                    progress=opts.progress, tensorboard=opts.tensorboard)
+    with runlog, StopRequest() as stop:
+        while step < opts.steps:
+            train_module.train()
+            stats, draws = _accumulate_gradients(train_module, loss_fn, domain, stream, g, autocast, step=step,
+                                                 seed=seed, opts=opts, info=info, pass_generator=pass_generator)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad or math.inf)
+            norm = full_tensor(norm).float()
+            stats[3] = float(stop.requested)
+            stats[4] = (~torch.isfinite(norm)).float()
+            all_reduce_sum(stats, info)
+            loss_sum, n_micro, bad_loss, stop_votes, bad_norm = stats.tolist()
+            lr_now = scheduler.get_last_lr()[0]
+            if bad_loss == 0 and bad_norm == 0:
+                optimizer.step()
+                ema.update(model, step)
+                nonfinite_row = 0
+                window["loss"] += loss_sum
+                window["n"] += n_micro
+                window["norm"] += norm.item()
+            else:
+                nonfinite_row += 1
+                window["skipped"] += 1
+                _report_nonfinite(step + 1, draws, bad_loss, norm.item(), nonfinite_row, opts, info, runlog, last_ckpt)
+            optimizer.zero_grad(set_to_none=True)
+            with warnings.catch_warnings():  # the LR is a function of the step, skipped or not
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                scheduler.step()
+            step += 1
+            window["steps"] += 1
+            runlog.step()
+
+            if step % opts.log_every == 0 or step == opts.steps:
+                _log_row(runlog, window, step, stream.position().epoch, lr_now, opts.batch_size)
+            if opts.preview_every and step % opts.preview_every == 0:
+                weights = ema.full_weights(model, 0) if ema.decays else _full_state(model)
+                if info.is_main:
+                    write_preview(domain, make_denoiser, weights, run_dir / "previews" / checkpoint_name(step),
+                                  n=opts.preview_n, steps=opts.preview_steps, seed=seed, device=device, **preview)
+                barrier(info)
+            if stop_votes > 0 and step < opts.steps:
+                stopped_by = signal.Signals(stop.signum).name if stop.signum else "a signal on another rank"
+                last_ckpt = checkpoint() or last_ckpt
+                if info.is_main:
+                    log.warning("stopped by %s at step %d; resume with resume=auto run_dir=%s", stopped_by, step,
+                                run_dir)
+                runlog.close()
+                stop.hand_on()  # submitit's requeue on SIGUSR2, if it is there
+                break
+            if opts.checkpoint_every and step % opts.checkpoint_every == 0 and step < opts.steps:
+                last_ckpt = checkpoint() or last_ckpt
+
+        export = None
+        if stopped_by is None:
+            if step >= opts.steps and (last_ckpt is None or last_ckpt.name != checkpoint_name(step)):
+                last_ckpt = checkpoint() or last_ckpt
+            export = _export(cfg, opts, model, ema, run_dir, seed, step, info)
+    return TrainResult(run_dir, step, model, ema, export, last_ckpt, stopped_by, resume_from)
+
+
+
+def _accumulate_gradients(train_module: nn.Module, loss_fn, domain, stream: DataStream, g: torch.Generator,
+                          autocast, *, step: int, seed: int, opts: TrainerOptions, info: DistInfo,
+                          pass_generator: bool) -> tuple[torch.Tensor, list]:
+    """Forward and backward over this rank's `grad_accum` micro-batches of one optimizer step.
+
+    Returns stats (loss sum over finite micro-steps, micro-steps, non-finite losses, and two
+    slots the caller fills) and the loss outputs (for the noise levels of a bad step)."""
+    device = info.device
+    stats = torch.zeros(5, device=device)  # loss sum, micro-steps, non-finite losses, stop votes, bad norm
+    draws = []
+    for m in range(opts.grad_accum):
+        batch = next(stream).to(device, non_blocking=True)
+        g.manual_seed(derive_seed(seed, step, info.rank, m))  # noise levels, noise, condition dropout
+        torch.manual_seed(derive_seed(seed, 0x6E7, step, info.rank, m))  # dropout etc. inside the network
+        _cond_dropout(batch, opts.cond_dropout, g)
+        extra = {"generator": g} if pass_generator else {}
+        with _grad_sync(train_module, m == opts.grad_accum - 1):
+            with autocast():
+                out = loss_fn(train_module, batch.x, batch.cond, batch.mask, noise=domain.noise_fn(batch, g), **extra)
+            (out.loss / opts.grad_accum).backward()
+        loss = out.loss.detach().float()
+        finite = torch.isfinite(loss)
+        stats[0] += torch.where(finite, loss, torch.zeros_like(loss))
+        stats[1] += 1
+        stats[2] += (~finite).float()
+        draws.append(out)
+    return stats, draws
+
+
+def _resume(path: Path, state: dict, model: nn.Module, optimizer, ema: EMA, opts: TrainerOptions, seed: int,
+            info: DistInfo) -> tuple[int, DataPosition, int]:
+    """Load a checkpoint in place (resharding to this world size); return step, data position
+    and the count of non-finite steps in a row."""
+    saved = load_checkpoint(path, state)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    step = int(saved["step"])
+    if int(saved.get("seed", seed)) != seed:
+        log.warning("resuming a run trained with seed %s under seed %s: later steps differ from the original run",
+                    saved.get("seed"), seed)
+    if int(saved.get("batch_size", opts.batch_size)) != opts.batch_size:
+        log.warning("batch_size changed on resume (%s -> %s)", saved.get("batch_size"), opts.batch_size)
+    if [float(d) for d in saved.get("ema_decays", [])] != ema.decays:
+        log.warning("EMA decays changed on resume (%s -> %s)", saved.get("ema_decays"), ema.decays)
+    log.info("resumed from %s at step %d (was %d rank(s), now %d)", path, step, saved.get("world_size", 1),
+             info.world_size)
+    return step, DataPosition(**saved["data"]), int(saved.get("nonfinite_in_row", 0))
+
+
+def _preview_settings(cfg: DictConfig, opts: TrainerOptions) -> dict[str, Any]:
+    """Sampler, grid and sample options for previews: the run's sampler/schedule groups when present."""
+    sampler = cfg.get("sampler")
+    name = opts.preview_sampler or (sampler.get("name") if sampler is not None else None) or "heun"
+    sampler_options = _container(sampler.get("options")) if sampler is not None and not opts.preview_sampler else None
+    grid = instantiate(cfg.schedule) if cfg.get("schedule") is not None else None
+    options = {k: _container(cfg.get(k)) for k in (cfg.get("sample_options") or [])}
+    return {"sampler": name, "grid": grid, "sampler_options": sampler_options or {}, "options": options}
+
+
+def _log_row(runlog: RunLog, window: dict, step: int, epoch: int, lr: float, batch_size: int) -> None:
+    elapsed = time.perf_counter() - window["t"]
+    good = window["steps"] - window["skipped"]
+    runlog.row({"step": step, "epoch": epoch, "loss": window["loss"] / max(window["n"], 1), "lr": lr,
+                "grad_norm": window["norm"] / max(good, 1), "samples_per_s": batch_size * window["steps"] / max(elapsed, 1e-9),
+                "skipped": window["skipped"], "elapsed_s": round(elapsed, 3)})
+    window.update(loss=0.0, n=0, steps=0, skipped=0, norm=0.0, t=time.perf_counter())
+
+
+def _report_nonfinite(step: int, draws: list, bad_loss: float, norm: float, in_row: int, opts: TrainerOptions,
+                      info: DistInfo, runlog: RunLog, last_ckpt: Path | None) -> None:
+    """Log a skipped step with the noise levels involved; stop the run after max_nonfinite in a row."""
+    local = []
+    for out in draws:
+        per, sigma = out.per_sample.float().cpu(), out.sigma.float().cpu()
+        bad = ~torch.isfinite(per)
+        chosen = sigma[bad] if bad.any() else sigma
+        local.extend(round(s, 5) for s in chosen.tolist())
+    per_rank = _gather(local, info)
+    what = f"non-finite loss in {int(bad_loss)} micro-batch(es)" if bad_loss else f"non-finite gradient norm ({norm})"
+    sig = "; ".join(f"rank {r}: sigma {s[:8]}{' ...' if len(s) > 8 else ''}" for r, s in enumerate(per_rank))
+    msg = f"step {step}: {what}; optimizer step skipped ({in_row} in a row); noise levels involved: {sig}"
+    if info.is_main:
+        log.warning(msg)
+    if in_row >= opts.max_nonfinite:
+        hint = f" The last good checkpoint is {last_ckpt}." if last_ckpt else ""
+        raise FloatingPointError(
+            f"training stopped at step {step}: {in_row} steps in a row had a non-finite loss or gradient "
+            f"(trainer.max_nonfinite={opts.max_nonfinite}). Last: {what}; {sig}. The weights were not updated by "
+            f"these steps; look for NaN/inf in the data or the network, or lower trainer.lr ({opts.lr}).{hint}")
+
+
+__all__ = ["train", "fit", "TrainResult", "TrainerOptions"]
