@@ -100,8 +100,10 @@ def _container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def _export_config(cfg: DictConfig, opts: TrainerOptions, seed: int, step: int, decay: float | None) -> dict:
-    config = {"domain": _container(cfg.domain), "model": _container(cfg.model), "trainer": asdict(opts),
+def _export_config(cfg: DictConfig, domain, opts: TrainerOptions, seed: int, step: int, decay: float | None) -> dict:
+    # The domain's own config() records what training settled (e.g. the class names found in a
+    # data folder), so sampling an export never needs the training data.
+    config = {"domain": domain.config(), "model": _container(cfg.model), "trainer": asdict(opts),
               "seed": seed, "step": step, "ema_decay": decay}
     names = cfg.get("sample_options") or []
     config["sample_options"] = {k: _container(cfg.get(k)) for k in names}
@@ -154,7 +156,7 @@ def _full_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: full_tensor(v).detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def _export(cfg, opts, model, ema, run_dir: Path, seed: int, step: int, info: DistInfo) -> Path | None:
+def _export(cfg, domain, opts, model, ema, run_dir: Path, seed: int, step: int, info: DistInfo) -> Path | None:
     """EMA weights (first decay) -> export/weights.safetensors, further decays beside it."""
     decays = ema.decays or [None]
     first: Path | None = None
@@ -173,7 +175,7 @@ def _export(cfg, opts, model, ema, run_dir: Path, seed: int, step: int, info: Di
                     log.warning("%s exists (another step); exporting to %s instead", path, new)
                     path = new
             if not path.exists():
-                export_weights(path, weights, _export_config(cfg, opts, seed, step, decay))
+                export_weights(path, weights, _export_config(cfg, domain, opts, seed, step, decay))
                 log.info("exported %s weights to %s", "EMA %g" % decay if decay is not None else "raw", path)
         first = first or path
     barrier(info)
@@ -319,7 +321,7 @@ def _run(cfg: DictConfig, opts: TrainerOptions, info: DistInfo, run_dir: Path) -
         if stopped_by is None:
             if step >= opts.steps and (last_ckpt is None or last_ckpt.name != checkpoint_name(step)):
                 last_ckpt = checkpoint() or last_ckpt
-            export = _export(cfg, opts, model, ema, run_dir, seed, step, info)
+            export = _export(cfg, domain, opts, model, ema, run_dir, seed, step, info)
     return TrainResult(run_dir, step, model, ema, export, last_ckpt, stopped_by, resume_from)
 
 
