@@ -1,0 +1,297 @@
+"""AudioDomain: spectrogram diffusion for a folder of clips, or the embedded synthetic set."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from core.domain import Batch, gaussian_noise_fn
+from core.noise import check_finite
+
+from .features import FeatureSpec, LogMel, MelInverter
+from .folder import load_folder_features, read_audio, clip_features, scan_folder, split_of
+from .synthetic import SYNTH_CLASSES, SYNTH_VERSION, synth_split
+from .unet import PRESETS
+from .writing import write_clips
+
+log = logging.getLogger(__name__)
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+class ClipDataset(Dataset):
+    """Log-mel clips cropped (train: random start; else the start) or padded to `frames`."""
+
+    def __init__(self, features: list[Tensor], labels: list[int], *, frames: int, silence: float, random_crop: bool):
+        self.features, self.labels, self.frames = features, labels, frames
+        self.silence, self.random_crop = silence, random_crop
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        f = self.features[i]  # (M, T)
+        T = f.shape[-1]
+        if T >= self.frames:
+            start = int(torch.randint(0, T - self.frames + 1, ())) if self.random_crop else 0
+            x, valid = f[:, start:start + self.frames], self.frames
+        else:
+            x = torch.nn.functional.pad(f, (0, self.frames - T), value=self.silence)
+            valid = T
+        return {"x": x[None], "label": self.labels[i], "valid": valid}
+
+
+class AudioDomain:
+    """Normalised log-mel (1, n_mels, frames) in model space; see configs/domain/audio.yaml."""
+
+    name = "audio"
+
+    def __init__(self, *, data: str = "synthetic", labels: str = "subfolder", label_pattern: str | None = None,
+                 label_csv: str | None = None, classes: list[str] | None = None, sample_rate: int = 8000,
+                 n_fft: int = 256, hop_length: int = 128, n_mels: int = 64, f_min: float = 20.0,
+                 feature_offset: float = -9.4, feature_scale: float = 0.17, seconds: float = 1.024,
+                 preset: str = "S", sigma_data: float = 0.5, synthetic_per_class: tuple[int, int, int] = (200, 10, 30),
+                 val_fraction: float = 0.05, test_fraction: float = 0.1, cache_dir: str | None = None,
+                 pretrained: str | None = "default", classifier: str | None = "default", griffin_lim_iters: int = 32):
+        if preset not in PRESETS:
+            raise ValueError(f"unknown audio preset {preset!r}; expected one of {sorted(PRESETS)}")
+        self.data, self.labels, self.label_pattern, self.label_csv = data, labels, label_pattern, label_csv
+        self.spec = FeatureSpec(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
+                                f_min=f_min, offset=feature_offset, scale=feature_scale)
+        self.seconds, self.preset, self.sigma_data = seconds, preset, sigma_data
+        self.synthetic_per_class = tuple(synthetic_per_class)
+        self.val_fraction, self.test_fraction, self.griffin_lim_iters = val_fraction, test_fraction, griffin_lim_iters
+        self.cache_dir = Path(cache_dir or os.path.expanduser("~/.cache/diffsuite")) / "audio"
+        self.synthetic = data == "synthetic"
+        if classes is None:
+            classes = list(SYNTH_CLASSES) if self.synthetic else self._scan_classes()
+        self.classes = [str(c) for c in classes]
+        self._pretrained_arg, self._classifier_arg = pretrained, classifier
+        default = "audio_default.safetensors" if self.synthetic else None
+        self.pretrained = self._resolve(pretrained, default)
+        self.classifier_path = self._resolve(classifier, "audio_classifier.safetensors" if self.synthetic else None)
+        self._logmel = LogMel(self.spec)
+        self._splits: dict[str, tuple[list[Tensor], list[int]]] = {}
+        self._classifier = None
+        self._reference: dict[str, Any] = {}
+
+    # --- construction helpers -------------------------------------------------------------
+    @staticmethod
+    def _resolve(arg: str | None, default_name: str | None) -> Path | None:
+        if arg is None:
+            return None
+        if arg == "default":
+            p = PRETRAINED_DIR / default_name if default_name else None
+            return p if p is not None and p.is_file() else None
+        return Path(arg)
+
+    def _scan_classes(self) -> list[str]:
+        entries = scan_folder(self.data, labels=self.labels, pattern=self.label_pattern, csv_path=self.label_csv)
+        return sorted({y for _, y in entries if y is not None})
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def frames(self) -> int:
+        return self.round_frames(self.spec.seconds_to_frames(self.seconds))
+
+    def _stride(self) -> int:
+        """The preset's time stride (read from a build of it on the meta device: no memory, no time)."""
+        if not hasattr(self, "_stride_cache"):
+            with torch.device("meta"):
+                self._stride_cache = PRESETS[self.preset](max(self.num_classes, 1), self.spec.n_mels).time_stride
+        return self._stride_cache
+
+    def round_frames(self, frames: int) -> int:
+        s = self._stride()
+        return max(s, int(math.ceil(frames / s)) * s)
+
+    def config(self) -> dict[str, Any]:
+        s = self.spec
+        return {"_target_": "domains.audio.AudioDomain", "data": self.data, "labels": self.labels,
+                "label_pattern": self.label_pattern, "label_csv": self.label_csv, "classes": list(self.classes),
+                "sample_rate": s.sample_rate, "n_fft": s.n_fft, "hop_length": s.hop_length, "n_mels": s.n_mels,
+                "f_min": s.f_min, "feature_offset": s.offset, "feature_scale": s.scale, "seconds": self.seconds,
+                "preset": self.preset, "sigma_data": self.sigma_data, "synthetic_per_class": list(self.synthetic_per_class),
+                "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
+                "cache_dir": None, "pretrained": self._pretrained_arg, "classifier": self._classifier_arg,
+                "griffin_lim_iters": self.griffin_lim_iters}
+
+    # --- data -------------------------------------------------------------------------------
+    def split_features(self, split: str) -> tuple[list[Tensor], list[int]]:
+        """(features (M, T) per clip, labels) of a split, computed once and kept."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {split!r}; expected train, val or test")
+        if split not in self._splits:
+            self._splits[split] = self._load_synthetic(split) if self.synthetic else self._load_folder(split)
+        return self._splits[split]
+
+    def _load_synthetic(self, split: str):
+        per_class = dict(zip(("train", "val", "test"), self.synthetic_per_class))[split]
+        n = self.frames * self.spec.hop_length
+        key = hashlib.sha1(json.dumps([SYNTH_VERSION, split, per_class, n, self.spec.as_dict()]).encode()).hexdigest()[:16]
+        cache = self.cache_dir / f"synthetic_{key}.pt"
+        if cache.is_file():
+            try:
+                d = torch.load(cache, weights_only=True)
+                return list(d["features"]), d["labels"].tolist()
+            except Exception as e:  # a truncated cache is rebuilt, never trusted
+                log.warning("%s: unreadable feature cache (%s); rebuilding", cache, e)
+        waves, labels = synth_split(split, per_class, sample_rate=self.spec.sample_rate, num_samples=n)
+        feats = self._logmel(torch.from_numpy(waves))  # (N, M, T)
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            torch.save({"features": feats, "labels": torch.from_numpy(labels)}, tmp)
+            tmp.replace(cache)
+        except OSError as e:
+            log.warning("cannot cache synthetic features in %s (%s)", self.cache_dir, e)
+        return list(feats), labels.tolist()
+
+    def _load_folder(self, split: str):
+        root = Path(self.data)
+        entries = scan_folder(root, labels=self.labels, pattern=self.label_pattern, csv_path=self.label_csv)
+        index = {c: i for i, c in enumerate(self.classes)}
+        chosen = []
+        for p, y in entries:
+            if split_of(p, root, self.val_fraction, self.test_fraction) != split:
+                continue
+            if y is not None and y not in index:
+                log.warning("%s: label %r is not one of the model's classes %s; skipped", p, y, self.classes)
+                continue
+            chosen.append((p, -1 if y is None else index[y]))
+        if not chosen:
+            raise ValueError(f"{root}: the {split!r} split is empty (val_fraction={self.val_fraction}, "
+                             f"test_fraction={self.test_fraction})")
+        clips = load_folder_features(chosen, self.spec, self.cache_dir)
+        return clips.features, clips.labels
+
+    def dataset(self, split: str) -> Dataset:
+        feats, labels = self.split_features(split)
+        return ClipDataset(feats, labels, frames=self.frames, silence=self._logmel.silence, random_crop=split == "train")
+
+    def labelled_tensors(self, split: str) -> tuple[Tensor, Tensor]:
+        """All clips of a split at the training length, (N, 1, M, frames) and labels (N,)."""
+        ds = self.dataset(split)
+        items = [ds[i] for i in range(len(ds))]
+        return torch.stack([it["x"] for it in items]), torch.tensor([it["label"] for it in items])
+
+    def collate(self, items: list[dict[str, Any]]) -> Batch:
+        x = torch.stack([it["x"] for it in items])  # (B, 1, M, T)
+        valid = torch.tensor([it["valid"] for it in items])
+        mask = (torch.arange(x.shape[-1])[None] < valid[:, None]).float()[:, None, None, :]  # (B, 1, 1, T)
+        labels = torch.tensor([it["label"] for it in items], dtype=torch.long)
+        return Batch(x=x, cond={"class": labels}, mask=mask)
+
+    # --- model ------------------------------------------------------------------------------
+    def network(self) -> nn.Module:
+        return PRESETS[self.preset](self.num_classes, self.spec.n_mels)
+
+    def noise_fn(self, batch: Batch, generator: torch.Generator | None = None):
+        return gaussian_noise_fn(generator)
+
+    # --- sampling ---------------------------------------------------------------------------
+    def resolve_class(self, value: Any) -> int:
+        """A class index from an index or a class name; -1 (or 'none') is unconditional."""
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "uncond")):
+            return -1
+        if isinstance(value, str) and value in self.classes:
+            return self.classes.index(value)
+        try:
+            k = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"unknown class {value!r}; the model knows {self.num_classes} classes: "
+                             f"{', '.join(f'{i}={c}' for i, c in enumerate(self.classes))}") from None
+        if not -1 <= k < self.num_classes:
+            raise ValueError(f"class {k} is outside the model's {self.num_classes} classes (0..{self.num_classes - 1}): "
+                             f"{', '.join(f'{i}={c}' for i, c in enumerate(self.classes))}")
+        return k
+
+    def clip_features(self, path: str | Path) -> Tensor:
+        """(M, T) normalised log-mel of one audio file (errors name the file)."""
+        return clip_features(read_audio(path, self.spec.sample_rate), self._logmel, str(path))
+
+    def sampling_batch(self, n: int, **options: Any) -> Batch:
+        """Options: class (index, name, or None for one of each class in turn; -1 unconditional),
+        seconds (length; rounded up to the model's time stride), clip (an audio file) with either
+        infill=[start, end] (seconds of the clip to regenerate) or keep=SECONDS (continuation: keep
+        the clip's first SECONDS, default all of it, and generate up to `seconds`)."""
+        unknown = set(options) - {"class", "seconds", "clip", "infill", "keep"}
+        if unknown:
+            raise ValueError(f"unknown audio sampling option(s) {sorted(unknown)}; expected class, seconds, clip, infill, keep")
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        cls = options.get("class")
+        if cls is None:
+            labels = torch.arange(n) % self.num_classes if self.num_classes else torch.full((n,), -1)
+        else:
+            labels = torch.full((n,), self.resolve_class(cls))
+        seconds = options.get("seconds")
+        seconds = self.seconds if seconds is None else float(seconds)
+        if not seconds > 0:
+            raise ValueError(f"seconds must be > 0, got {seconds}")
+        frames = self.round_frames(self.spec.seconds_to_frames(seconds))
+        known = known_mask = None
+        clip, infill, keep = options.get("clip"), options.get("infill"), options.get("keep")
+        if clip is None and (infill is not None or keep is not None):
+            raise ValueError("infill= and keep= need clip=PATH, the audio file to fill in or continue")
+        if clip is not None:
+            feats = self.clip_features(clip)  # (M, Tc)
+            Tc = feats.shape[-1]
+            if infill is not None:
+                if keep is not None:
+                    raise ValueError("give either infill=[start, end] or keep=SECONDS, not both")
+                start, end = (float(v) for v in infill)
+                a, b = int(start * self.spec.sample_rate / self.spec.hop_length), self.spec.seconds_to_frames(end)
+                if not 0 <= a < b <= Tc:
+                    raise ValueError(f"infill span [{start}, {end}] s is not inside {clip} "
+                                     f"({self.spec.frames_to_seconds(Tc):.3f} s)")
+                frames = self.round_frames(Tc)
+                keep_mask = torch.ones(frames)
+                keep_mask[a:b] = 0
+                keep_mask[Tc:] = 0  # padding up to the stride is generated too
+            else:
+                k = Tc if keep is None else self.spec.seconds_to_frames(float(keep))
+                if not 0 < k <= Tc:
+                    raise ValueError(f"keep={keep} s is not within {clip} ({self.spec.frames_to_seconds(Tc):.3f} s)")
+                if k >= frames:
+                    raise ValueError(f"continuing {clip}: the kept {self.spec.frames_to_seconds(k):.3f} s is not shorter "
+                                     f"than seconds={seconds}; ask for a longer result")
+                keep_mask = torch.zeros(frames)
+                keep_mask[:k] = 1
+            full = torch.full((self.spec.n_mels, frames), self._logmel.silence)
+            full[:, :min(Tc, frames)] = feats[:, :frames]
+            known = full.expand(n, 1, -1, -1).clone()  # (n, 1, M, T)
+            known_mask = keep_mask.reshape(1, 1, 1, frames).expand(n, 1, self.spec.n_mels, frames).clone()
+        x = torch.zeros(n, 1, self.spec.n_mels, frames)
+        meta = {"labels": labels.tolist(), "frames": frames, "clip": None if clip is None else str(clip)}
+        return Batch(x=x, cond={"class": labels}, known=known, known_mask=known_mask, meta=meta)
+
+    def decode(self, x: Tensor, batch: Batch) -> list[dict[str, Any]]:
+        check_finite(x, "audio decode: sampled spectrograms")
+        x = x.detach().float().cpu()
+        inverter = MelInverter(self.spec, n_iter=self.griffin_lim_iters)
+        with torch.no_grad():
+            waves = inverter(x[:, 0])  # (B, T * hop)
+        labels = batch.meta.get("labels") or batch.cond["class"].tolist()
+        return [{"wave": w.numpy(), "sample_rate": self.spec.sample_rate, "label": int(y),
+                 "class_name": self.classes[y] if 0 <= y < self.num_classes else "unconditional",
+                 "features": f[0].numpy()} for w, f, y in zip(waves, x, labels)]
+
+    def write(self, samples: list[Any], out_dir: Path) -> list[Path]:
+        return write_clips(samples, out_dir)
+
+    def evaluate(self, samples: Path, **options: Any) -> dict[str, float]:
+        from .evaluation import evaluate_folder
+
+        return evaluate_folder(self, Path(samples), **options)
