@@ -19,11 +19,12 @@ def generate(domain: Domain, denoiser: Callable, n: int, *, sampler: str = "heun
              grid: Callable[[int], Tensor] | None = None, guidance: float = 1.0, guidance_rescale: float = 0.0,
              guidance_interval: tuple[float, float] | None = None, sampler_options: dict | None = None,
              seed: int = 0, device: str | torch.device = "cpu", batch_size: int | None = None,
-             progress: bool = False, **options: Any) -> tuple[list[Any], Tensor]:
+             progress: bool = False, **options: Any) -> tuple[list[Any], Tensor | list[Tensor]]:
     """Draw `n` samples. `options` go to ``domain.sampling_batch`` (class, length, known region...).
 
     Batches of `batch_size` are seeded `seed`, `seed + 1`, ... so a run is reproducible.
-    Returns the decoded samples and the model-space tensor.
+    Returns the decoded samples and the model-space tensor (one tensor per batch, in a list, when
+    a domain's batches differ in shape, e.g. variable sizes without padding).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -50,4 +51,5 @@ def generate(domain: Domain, denoiser: Callable, n: int, *, sampler: str = "heun
         samples.extend(domain.decode(x, batch))
         xs.append(x.cpu())
     bar.close()
-    return samples, torch.cat(xs)
+    same = all(x.shape[1:] == xs[0].shape[1:] for x in xs)
+    return samples, torch.cat(xs) if same else xs
