@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.audio_sampling import append_to_results, machine  # noqa: E402
+from _results import machine, record  # noqa: E402
 from core.generate import generate  # noqa: E402
 from core.training.export import build_from_export  # noqa: E402
 from domains.audio import AudioDomain  # noqa: E402
@@ -103,7 +103,7 @@ def main() -> None:
         text.append(f"| {k} | {fig[k]:.3f} | {fig['real_' + k]:.3f} | {fig['vocoded_' + k]:.3f} |")
     print("\n".join(text))
     if not a.no_record:
-        append_to_results("\n".join(text))
+        record("## Audio", "\n".join(text))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -25,25 +23,9 @@ from domains.audio.domain import PRETRAINED_DIR
 from domains.audio.features import MelInverter, spectral_convergence
 from domains.audio.synthetic import synth_split
 
-RESULTS = Path(__file__).parent / "RESULTS.md"
+from _results import RESULTS, machine, record
+
 SECTION = "## Audio"
-
-
-def machine(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
-    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), {torch.get_num_threads()} torch threads"
-
-
-def append_to_results(text: str) -> None:
-    """Add `text` at the end of the ``## Audio`` section (made at the end of the file if missing)."""
-    lines = (RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n").rstrip("\n").split("\n")
-    if SECTION not in lines:
-        lines += ["", SECTION]
-    start = lines.index(SECTION)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    lines[end:end] = ["", *text.rstrip("\n").split("\n"), *([""] if end < len(lines) else [])]
-    RESULTS.write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -97,7 +79,7 @@ def main() -> None:
              f"held-out synthetic clips: spectral convergence {sc.mean():.3f} (median {sc.median():.3f})."]
     print("\n".join(text))
     if not a.no_record:
-        append_to_results("\n".join(text))
+        record(SECTION, "\n".join(text))
         print(f"appended to {RESULTS}")
 
 

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import time
-from pathlib import Path
 
 import torch
 
@@ -22,13 +19,7 @@ from core.generate import generate
 from core.training.export import build_from_export
 from domains.molecules.metrics import evaluate_molecules
 
-RESULTS = Path(__file__).parent / "RESULTS.md"
-
-
-def machine() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), {torch.get_num_threads()} torch threads"
+from _results import RESULTS, machine, record
 
 
 def run(domain, denoiser, n, train_smiles, device, **kw) -> dict:
@@ -72,10 +63,8 @@ def main() -> None:
     print(table)
     if not args.no_record:
         stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-        text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n"
-        block = (f"\n## Molecules\n\n`benchmarks/molecules_sampling.py`, checkpoint `{path}`, {stamp}, {machine()}; "
-                 f"QM9 novelty against the EDM training split.\n\n{table}\n")
-        RESULTS.write_text(text + block)
+        record("## Molecules", f"`benchmarks/molecules_sampling.py`, checkpoint `{path}`, {stamp}, {machine()}; "
+                               f"QM9 novelty against the EDM training split.\n\n{table}\n")
         print(f"appended to {RESULTS}")
 
 

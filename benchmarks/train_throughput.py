@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from _results import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,20 +32,6 @@ DATA_ONLY = {
     "video": ["domain.train_clips=256", "domain.eval_clips=16"],
 }
 BATCH = {"toy": 256}  # other domains: --batch
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch thread(s), "
-            f"torch {torch.__version__}, load average {load:.1f} at start")
 
 
 def measure(name: str, batch_size: int, seconds: float, device: torch.device) -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -23,31 +22,13 @@ from core.generate import generate
 from core.training.export import build_from_export
 from domains.video.domain import DEFAULT_WEIGHTS
 
-RESULTS = Path(__file__).parent / "RESULTS.md"
-
-
-def machine() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), {torch.get_num_threads()} torch threads"
+from _results import RESULTS, machine, record
 
 
 def timed_generate(domain, denoiser, n, **kw):
     t0 = time.perf_counter()
     samples, _ = generate(domain, denoiser, n, **kw)
     return samples, time.perf_counter() - t0
-
-
-def record(section: str, text: str) -> None:
-    """Insert `text` at the end of `section` (created at the end of the file when missing)."""
-    body = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    lines = body.rstrip("\n").split("\n")
-    if section not in lines:
-        lines += ["", section]
-    start = lines.index(section)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    lines[end:end] = ["", *text.rstrip("\n").split("\n"), ""] if end < len(lines) else ["", *text.rstrip("\n").split("\n")]
-    RESULTS.write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:

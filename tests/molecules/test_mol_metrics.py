@@ -2,7 +2,6 @@
 
 import time
 
-import numpy as np
 
 from domains.molecules.metrics import evaluate_molecules
 from domains.molecules.molecule import Molecule
