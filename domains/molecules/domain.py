@@ -48,13 +48,11 @@ FILE_SPLITS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
 class MoleculesDomain:
     name = "molecules"
 
-    def __init__(self, *, name: str = "molecules", sigma_data: float = 0.5, preset: str = "S", network: str = "egnn",
+    def __init__(self, *, sigma_data: float = 0.5, preset: str = "S", network: str = "egnn",
                  vocabulary: "str | dict" = "qm9", data: str = "qm9", max_molecules: int | None = None,
                  cache_dir: str | None = None, condition: str | None = None, max_atoms: int | None = None,
                  position_scale: float = 2.8, type_scale: float = 0.25, charge_scale: float = 0.25,
                  pretrained: str | None = "qm9_egnn_s.safetensors", seed: int = 0, train_half: str | None = None):
-        if name != "molecules":
-            raise ValueError(f"MoleculesDomain is named 'molecules', got name={name!r}")
         if network not in NETWORKS:
             raise ValueError(f"unknown network {network!r}; expected one of {sorted(NETWORKS)}")
         if preset not in NETWORKS[network]:
@@ -274,7 +272,7 @@ class MoleculesDomain:
 
     def config(self) -> dict[str, Any]:
         ps, ts, cs = self.scales
-        return {"_target_": "domains.molecules.MoleculesDomain", "name": self.name, "sigma_data": self.sigma_data, "preset": self.preset,
+        return {"_target_": "domains.molecules.MoleculesDomain", "sigma_data": self.sigma_data, "preset": self.preset,
                 "network": self.network_kind, "vocabulary": self.vocabulary_spec, "data": self.data,
                 "max_molecules": self.max_molecules, "cache_dir": None, "condition": self.condition,
                 "max_atoms": self.max_atoms, "position_scale": ps, "type_scale": ts, "charge_scale": cs,

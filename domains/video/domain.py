@@ -52,9 +52,7 @@ class VideoDomain:
                  attention: str = "factorised", stride: int = 8, labels: str | None = None,
                  classes: list[str] | None = None, train_clips: int = 100000, eval_clips: int = 256, seed: int = 0,
                  fps: int = 8, cache_dir: str | None = None, classifier: str | None = None,
-                 pretrained: str | None = "auto", name: str = "video"):
-        if name != self.name:  # the config carries `name` so run folders can say runs/video/...
-            raise ValueError(f"VideoDomain is named 'video', got name={name!r}")
+                 pretrained: str | None = "auto"):
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
         size = [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
@@ -231,7 +229,7 @@ class VideoDomain:
         return DEFAULT_CLASSIFIER if self.data == "moving_digits" and DEFAULT_CLASSIFIER.is_file() else None
 
     def config(self) -> dict[str, Any]:
-        return {"_target_": "domains.video.VideoDomain", "name": self.name, "sigma_data": self.sigma_data, "preset": self.preset,
+        return {"_target_": "domains.video.VideoDomain", "sigma_data": self.sigma_data, "preset": self.preset,
                 "data": self.data, "frames": self.frames, "size": list(self.size), "channels": self.channels,
                 "patch": list(self.patch), "attention": self.attention, "stride": self.stride, "labels": self.labels,
                 "classes": self.classes, "train_clips": self.train_clips, "eval_clips": self.eval_clips,
