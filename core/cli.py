@@ -23,7 +23,7 @@ USAGE = "usage: diffsuite {train,sample,evaluate,demo} [key=value ...] [group=op
     f"  {k:<9} {v}" for k, v in COMMANDS.items()) + (
     "\n\n`diffsuite COMMAND --help` lists the config groups and the composed config.\n"
     "examples:\n  diffsuite sample domain=audio n=16 class=3 seconds=1.0 out=clips\n"
-    "  diffsuite evaluate domain=molecules samples=clips/samples.sdf out=figures.json\n")
+    "  diffsuite evaluate domain=molecules samples=mols/molecules.sdf out=figures.json\n")
 
 
 def resolve_device(name: str) -> str:
