@@ -181,8 +181,10 @@ class AudioDomain:
         return ClipDataset(feats, labels, frames=self.frames, silence=self._logmel.silence, random_crop=split == "train")
 
     def labelled_tensors(self, split: str) -> tuple[Tensor, Tensor]:
-        """All clips of a split at the training length, (N, 1, M, frames) and labels (N,)."""
-        ds = self.dataset(split)
+        """All clips of a split at the training length, (N, 1, M, frames) and labels (N,); crops are
+        the clips' starts, never random, so reference statistics are the same at every run."""
+        feats, labels = self.split_features(split)
+        ds = ClipDataset(feats, labels, frames=self.frames, silence=self._logmel.silence, random_crop=False)
         items = [ds[i] for i in range(len(ds))]
         return torch.stack([it["x"] for it in items]), torch.tensor([it["label"] for it in items])
 

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import logging
+import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -159,8 +160,11 @@ def load_folder_features(entries: list[tuple[Path, int]], spec: FeatureSpec, cac
         raise ValueError(f"none of the {len(entries)} files could be read")
     if skipped:
         log.warning("%d of %d audio files were unreadable and skipped", skipped, len(entries))
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save({"features": feats, "labels": labels, "names": names}, tmp)
-    tmp.replace(cache)
+    try:  # a unique temp name per process, renamed into place: ranks building it at once never collide
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        torch.save({"features": feats, "labels": labels, "names": names}, tmp)
+        tmp.replace(cache)
+    except OSError as e:
+        log.warning("cannot cache audio features in %s (%s)", cache_dir, e)
     return ClipFeatures(feats, labels, names)

@@ -4,28 +4,11 @@ Inception-style score exp(E_x KL(p(y|x) || p(y))), and MFCC statistics of log-me
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 import torch
 import torchaudio.functional as AF
 from torch import Tensor
 
-
-def gaussian_fit(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    v = np.asarray(v, dtype=np.float64)
-    if v.ndim != 2 or len(v) < 2:
-        raise ValueError(f"a Gaussian fit needs at least 2 vectors, got shape {v.shape}")
-    return v.mean(0), np.cov(v, rowvar=False)
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2)) of Gaussian fits of row vectors."""
-    (m1, c1), (m2, c2) = gaussian_fit(a), gaussian_fit(b)
-    covmean, _ = scipy.linalg.sqrtm(c1 @ c2, disp=False)
-    if not np.isfinite(covmean).all():  # nearly singular product: regularise as in the FID reference
-        off = np.eye(len(c1)) * 1e-6
-        covmean = scipy.linalg.sqrtm((c1 + off) @ (c2 + off))
-    covmean = covmean.real
-    return float(((m1 - m2) ** 2).sum() + np.trace(c1) + np.trace(c2) - 2 * np.trace(covmean))
+from core.metrics import frechet_distance  # noqa: F401  (re-exported: one implementation for every domain)
 
 
 def inception_score(logits: Tensor) -> float:

@@ -81,7 +81,7 @@ class SpectrogramUNet(nn.Module):
         self.num_classes, self.n_mels, self.layout = num_classes, n_mels, layout
         self.time_stride = 2 ** (len(mults) - 1)
         self.noise_emb = NoiseEmbedding(emb_dim)
-        self.class_emb = ClassEmbedding(max(num_classes, 1), emb_dim)
+        self.class_emb = ClassEmbedding(num_classes, emb_dim) if num_classes > 0 else None  # no unused parameters under DDP
         io = n_mels if layout == "1d" else 1
         block = lambda a, b: ResBlock(a, b, emb_dim=emb_dim, layout=layout, dropout=dropout)  # noqa: E731
         self.stem = _conv(layout, io, channels)

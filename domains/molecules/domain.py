@@ -18,6 +18,7 @@ internal shape.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ class MoleculesDomain:
         p = PRETRAINED_DIR / pretrained if pretrained else None
         self.pretrained = p if p is not None and p.is_file() else None
         self._sets: dict[str, MoleculeSet] = {}
+        self._stats: tuple[float, float] | None = None  # conditioning property mean and std (train split)
         self._rng = np.random.default_rng(seed)
 
     # --- data ------------------------------------------------------------------------------
@@ -90,7 +92,8 @@ class MoleculesDomain:
 
     def _load(self, split: str) -> MoleculeSet:
         if self.data == "qm9":
-            d = qm9_split(split, self.cache_dir, None if self.train_half else self.max_molecules)
+            halved = split == "train" and self.train_half is not None  # cut after halving, below
+            d = qm9_split(split, self.cache_dir, None if halved else self.max_molecules)
             if split == "train" and self.train_half is not None:
                 half = len(d["n_atoms"]) // 2
                 sl = slice(0, half) if self.train_half == "first" else slice(half, None)
@@ -113,8 +116,11 @@ class MoleculesDomain:
         return from_molecules(chosen, self.vocabulary, max_atoms=self.max_atoms, property_name=self.condition)
 
     def _property_stats(self) -> tuple[float, float]:
-        p = self.dataset("train").properties
-        return float(p.mean()), float(p.std() + 1e-8)
+        """Mean and std of the conditioning property over the training split, computed once."""
+        if self._stats is None:
+            p = self.dataset("train").properties
+            self._stats = (float(p.mean()), float(p.std() + 1e-8))
+        return self._stats
 
     def atom_histogram(self) -> np.ndarray:
         """Probability of each atom count in the training split."""
@@ -248,12 +254,12 @@ class MoleculesDomain:
     def training_smiles(self) -> set[str]:
         """SMILES of the training molecules, built as samples are built (cached for QM9)."""
         if self.data == "qm9" and self.max_molecules is None:
-            cache = self.cache_dir / "qm9_train_smiles_v1.txt"
+            cache = self.cache_dir / f"qm9_train_smiles_v1_{self.train_half or 'all'}.txt"  # a half has its own
             if cache.is_file():
                 return set(cache.read_text().split())
             smiles = reference_smiles(self.dataset("train").molecules(self.vocabulary))
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text("\n".join(sorted(smiles)))
             tmp.replace(cache)
             return smiles

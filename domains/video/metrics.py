@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core.metrics import frechet_distance  # noqa: F401  (re-exported: one implementation for every domain)
+
 
 def psnr(a: Tensor, b: Tensor, *, peak: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB between two videos in [0, peak] (any equal shapes)."""
@@ -40,25 +42,3 @@ def ssim(a: Tensor, b: Tensor, *, peak: float = 1.0) -> float:
     sxy = F.conv2d(x * y, win) - mu_x * mu_y
     s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
     return float(s.mean())
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussians fitted to two sets
-    of embeddings (N, D). Needs N >= 2 in each set; small sets give a biased (larger) figure, so
-    compare only figures computed with the same N."""
-    from scipy import linalg
-
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"embeddings must be (N, D) with one D, got {a.shape} and {b.shape}")
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError(f"a Frechet distance needs at least 2 embeddings per set, got {len(a)} and {len(b)}")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s_a @ s_b, disp=False)
-    if not np.isfinite(covmean).all():  # near-singular product: regularise, as pytorch-fid does
-        off = np.eye(len(s_a)) * 1e-6
-        covmean = linalg.sqrtm((s_a + off) @ (s_b + off))
-    covmean = covmean.real
-    d = float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(covmean))
-    return max(d, 0.0)

@@ -186,8 +186,11 @@ class VideoFolder(Dataset):
         if self.split == "all":
             return True
         h = int(hashlib.sha1(video.relative_to(self.root).as_posix().encode()).hexdigest()[:8], 16) / 2**32
-        is_val = h < self.val_fraction
-        return is_val if self.split in ("val", "test") else not is_val
+        if self.split == "val":  # the held-out range [0, val_fraction) is halved: val and test never share a file
+            return h < self.val_fraction / 2
+        if self.split == "test":
+            return self.val_fraction / 2 <= h < self.val_fraction
+        return h >= self.val_fraction
 
     def index(self) -> list[tuple[Path, int, int]]:
         if self._index is not None:
