@@ -13,6 +13,7 @@ from .domain import Domain
 from .guidance import cfg, known_region
 from .samplers import get_sampler
 from .schedules import karras_sigmas
+from .training.distributed import derive_seed
 
 
 def generate(domain: Domain, denoiser: Callable, n: int, *, sampler: str = "heun", steps: int = 32,
@@ -22,7 +23,7 @@ def generate(domain: Domain, denoiser: Callable, n: int, *, sampler: str = "heun
              progress: bool = False, **options: Any) -> tuple[list[Any], Tensor | list[Tensor]]:
     """Draw `n` samples. `options` go to ``domain.sampling_batch`` (class, length, known region...).
 
-    Batches of `batch_size` are seeded `seed`, `seed + 1`, ... so a run is reproducible.
+    Batch k is seeded derive_seed(seed, k), so a run is reproducible and two seeds share no batch.
     Returns the decoded samples and the model-space tensor (one tensor per batch, in a list, when
     a domain's batches differ in shape, e.g. variable sizes without padding).
     """
@@ -36,7 +37,7 @@ def generate(domain: Domain, denoiser: Callable, n: int, *, sampler: str = "heun
     for chunk, start in enumerate(range(0, n, batch_size)):
         m = min(batch_size, n - start)
         batch = domain.sampling_batch(m, **options).to(device)
-        gen = torch.Generator(device).manual_seed(seed + chunk)
+        gen = torch.Generator(device).manual_seed(derive_seed(seed, chunk))  # seed=1 never replays seed=0's chunk 1
         noise = domain.noise_fn(batch, gen)
         D = denoiser
         if guidance != 1.0 or guidance_rescale:

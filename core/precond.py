@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .noise import NoiseFn, check_finite
+from .noise import NoiseFn
 from .schedules import VPKind, vp_discrete_sigmas
 
 Prediction = Literal["eps", "v", "x0"]
@@ -183,4 +183,4 @@ class DenoisingLoss:
         return LossOutput(per.mean(), per.detach(), sigma.detach())
 
 
-__all__ = ["EDMPrecond", "VPPrecond", "FlowPrecond", "Precond", "DenoisingLoss", "LossOutput", "check_finite"]
+__all__ = ["EDMPrecond", "VPPrecond", "FlowPrecond", "Precond", "DenoisingLoss", "LossOutput"]

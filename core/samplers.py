@@ -170,7 +170,7 @@ def sample_dpmpp_2m_sde(denoiser, x, sigmas, cond=None, *, noise=None, callback=
             x = (sig[i + 1] / sig[i]) * math.exp(-eh) * x + phi * denoised
             if old is not None:
                 r = h_last / h
-                coeff = 0.5 * phi if solver == "midpoint" else phi / (h + eh) - math.exp(-h - eh)
+                coeff = 0.5 * phi if solver == "midpoint" else 1 - phi / (h + eh)  # heun: 1 - (1 - e^-u) / u
                 x = x + coeff / r * (denoised - old)
             if eta > 0:
                 x = x + noise(x) * sig[i + 1] * math.sqrt(-math.expm1(-2 * eh)) * s_noise
@@ -283,7 +283,7 @@ def sample_unipc(denoiser, x, sigmas, cond=None, *, noise=None, callback=None, o
     prev = None  # (x, sigma, step order) at the previous point, for the corrector
     for i in range(n):
         denoised = _denoise(denoiser, x, sig[i], cond, dtype, i)
-        if corrector and prev is not None:
+        if corrector and prev is not None and sig[i + 1] > 0:  # the last step returns `denoised` anyway
             x_prev, s_prev, p = prev
             x = _unipc_update(x_prev, history[0][1], history[1:p], lam(s_prev), lam(sig[i]),
                               sig[i] / s_prev, variant, denoised)

@@ -124,8 +124,16 @@ def save_checkpoint(root: Path, step: int, state: dict[str, Any], trainer_state:
         root.mkdir(parents=True, exist_ok=True)
         for stale in root.glob(".tmp_*"):  # left by a crash mid-write
             shutil.rmtree(stale, ignore_errors=True)
-    exists = broadcast_object(final.exists(), info)
-    if exists:  # e.g. SIGTERM right after a periodic save of the same step
+    good = None
+    if info.is_main and final.exists():
+        try:  # e.g. SIGTERM right after a periodic save of the same step: keep a sound one
+            verify_checkpoint(final, hashes=hashes)
+            good = True
+        except CheckpointError as e:  # a damaged one is moved aside and written again
+            log.warning("%s; moving it aside and writing step %d again", e, step)
+            shutil.rmtree(root / f".bad_{final.name}", ignore_errors=True)
+            final.rename(root / f".bad_{final.name}")
+    if broadcast_object(good, info):
         return final
     barrier(info)
     with _single_process_ok():

@@ -118,6 +118,8 @@ def test_damaged_checkpoints_are_refused_and_the_previous_good_one_used(tmp_path
     r = fit(compose_train([*run, "trainer.steps=35"]))  # resume=auto skips both damaged ones
     assert r.resumed_from == c10 and r.step == 35
     assert str(c30) in caplog.text and str(c20) in caplog.text
+    verify_checkpoint(c20)  # the resumed run wrote steps 20 and 30 again rather than keeping the damaged ones
+    verify_checkpoint(c30)
 
     with pytest.raises(CheckpointError, match="already holds checkpoints"):
         fit(compose_train([*run, "trainer.steps=40", "resume=null"]))
