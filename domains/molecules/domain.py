@@ -35,7 +35,7 @@ from .molecule import Molecule
 from .qm9 import ELEMENTS as QM9_ELEMENTS
 from .qm9 import MAX_ATOMS as QM9_MAX_ATOMS
 from .qm9 import PROPERTIES, default_cache_dir, qm9_split
-from .readers import embed_smiles, read_molecules
+from .readers import embed_smiles, read_molecules, read_sdf
 from .tensor_product import TP_PRESETS
 from .vocabulary import make_vocabulary
 from .writer import write_molecules
@@ -214,7 +214,9 @@ class MoleculesDomain:
         """A file's first molecule, atoms as given; or a SMILES, embedded in 3D, heavy atoms only
         (its hydrogens would close every open valence, leaving nothing to grow from)."""
         path = Path(spec)
-        if path.suffix.lower() in (".sdf", ".sd", ".mol", ".xyz") or path.is_file():
+        if path.suffix.lower() in (".sdf", ".sd", ".mol"):  # heavy atoms alone are the usual fragment
+            mol = read_sdf(path, limit=1, require_hydrogens=False)[0]
+        elif path.suffix.lower() == ".xyz" or path.is_file():
             mol = read_molecules(path, limit=1)[0]
         else:
             full = embed_smiles(spec, name="fragment")

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 RDLogger.DisableLog("rdApp.*")
 
 
-def from_rdkit(m: Chem.Mol, name: str, where: str = "") -> Molecule:
+def from_rdkit(m: Chem.Mol, name: str, where: str = "", *, require_hydrogens: bool = True) -> Molecule:
     where = where or name
     if m.GetNumConformers() == 0:
         raise ValueError(f"{where}: no 3D coordinates")
@@ -28,7 +28,7 @@ def from_rdkit(m: Chem.Mol, name: str, where: str = "") -> Molecule:
     if not conf.Is3D() and m.GetNumAtoms() > 1:
         raise ValueError(f"{where}: coordinates are 2D, need 3D")
     els = [a.GetSymbol() for a in m.GetAtoms()]
-    if "C" in els and "H" not in els:
+    if require_hydrogens and "C" in els and "H" not in els:
         raise ValueError(f"{where}: no hydrogen atoms; 3D files need explicit hydrogens")
     pos = np.array(conf.GetPositions(), dtype=np.float64)
     charges = np.array([a.GetFormalCharge() for a in m.GetAtoms()], dtype=np.int64)
@@ -41,7 +41,8 @@ def from_rdkit(m: Chem.Mol, name: str, where: str = "") -> Molecule:
     return Molecule(els, pos, charges, name=name, properties=props)
 
 
-def read_sdf(path: str | Path, *, limit: int | None = None) -> list[Molecule]:
+def read_sdf(path: str | Path, *, limit: int | None = None, require_hydrogens: bool = True) -> list[Molecule]:
+    """Molecules of an SDF file; a fragment to grow from may lack hydrogens (require_hydrogens=False)."""
     path = Path(path)
     supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=False, strictParsing=False)
     out = []
@@ -54,7 +55,7 @@ def read_sdf(path: str | Path, *, limit: int | None = None) -> list[Molecule]:
             continue
         name = m.GetProp("_Name") if m.HasProp("_Name") and m.GetProp("_Name").strip() else f"{path.stem}_{i + 1}"
         try:
-            out.append(from_rdkit(m, name, f"{where} ({name})"))
+            out.append(from_rdkit(m, name, f"{where} ({name})", require_hydrogens=require_hydrogens))
         except ValueError as e:
             log.warning("%s, skipped", e)
     if not out:

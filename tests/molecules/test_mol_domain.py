@@ -121,3 +121,24 @@ def test_property_regressor_learns_and_targets_reach_samples():
     samples, _ = generate(d, den, 3, steps=2, sampler="euler", num_atoms=9, target=70.0)
     assert all(m.properties["target_alpha"] == 70.0 for m in samples)
     assert np.isfinite(property_mae(model, samples, "alpha", d.vocabulary.elements))
+
+
+def test_heavy_atom_sdf_fragment_grows_in_a_frame_centred_on_it(qm9_small, tmp_path):
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    m = Chem.AddHs(Chem.MolFromSmiles("c1ccccc1O"))
+    AllChem.EmbedMolecule(m, randomSeed=0)
+    path = tmp_path / "phenol_heavy.sdf"
+    Chem.MolToMolFile(Chem.RemoveHs(m), str(path))  # the usual fragment: heavy atoms, valences open
+    b = qm9_small.sampling_batch(2, fragment=str(path), new_atoms=5)
+    assert b.meta["fragment_atoms"] == 7
+    centre = b.cond["centre"][..., :1] * b.mask  # (B, N, 1): the fragment's atoms
+    assert centre.sum().item() == 14
+    # the frame's origin is the fragment's centroid for the noise and for the network's positions
+    eps = qm9_small.noise_fn(b, torch.Generator().manual_seed(0))(torch.zeros_like(b.x))
+    torch.testing.assert_close((eps[..., :3] * centre).sum(1), torch.zeros(2, 3), atol=1e-5, rtol=0)
+    net = qm9_small.network().eval()
+    with torch.no_grad():
+        out = net(torch.randn_like(b.x) * b.mask, torch.zeros(2), b.cond)[..., :3]
+    torch.testing.assert_close((out * centre).sum(1), torch.zeros(2, 3), atol=1e-4, rtol=0)
