@@ -76,9 +76,11 @@ class Domain(Protocol):
         """The noise hook for this batch: ``eps = noise(x)``. Gaussian for grids; structured
         spaces draw in their subspace (molecules: zero centre of mass, zero on padding)."""
 
-    def sampling_batch(self, n: int, **options: Any) -> Batch:
+    def sampling_batch(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Batch:
         """A batch to sample: shape template, conditions, mask and known region, from the
-        user's options (``class=3 seconds=1.0``, ``frames=16``, a fragment, ...)."""
+        user's options (``class=3 seconds=1.0``, ``frames=16``, a fragment, ...). Any random
+        choice it makes (atom counts, property targets) is drawn from `generator`, which
+        ``core.generate`` seeds from the sampling seed, so `seed=` decides the whole sample."""
 
     def decode(self, x: Tensor, batch: Batch) -> list[Any]:
         """Model-space samples back to raw examples (waveforms, frames, molecules)."""

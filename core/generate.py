@@ -36,8 +36,8 @@ def generate(domain: Domain, denoiser: Callable, n: int, *, sampler: str = "heun
     bar = tqdm(total=n * steps, desc=f"sampling {domain.name}", unit="step", disable=not progress, leave=False)
     for chunk, start in enumerate(range(0, n, batch_size)):
         m = min(batch_size, n - start)
-        batch = domain.sampling_batch(m, **options).to(device)
         gen = torch.Generator(device).manual_seed(derive_seed(seed, chunk))  # seed=1 never replays seed=0's chunk 1
+        batch = domain.sampling_batch(m, generator=gen, **options).to(device)
         noise = domain.noise_fn(batch, gen)
         D = denoiser
         if guidance != 1.0 or guidance_rescale:

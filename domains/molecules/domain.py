@@ -166,9 +166,11 @@ class MoleculesDomain:
     # --- sampling --------------------------------------------------------------------------
     def sampling_batch(self, n: int, *, num_atoms: "int | list[int] | None" = None, property: str | None = None,
                        target: float | None = None, fragment: str | None = None, new_atoms: int | None = None,
-                       **unused: Any) -> Batch:
+                       generator: torch.Generator | None = None, **unused: Any) -> Batch:
         if unused:
             log.warning("molecules: ignoring unknown sample options %s", sorted(unused))
+        # atom counts and targets follow the sampling seed when generate() passes its generator
+        rng = self._rng if generator is None else np.random.default_rng(generator.initial_seed())
         frag = self._fragment(fragment) if fragment else None
         k = len(frag) if frag is not None else 0
         if frag is not None and new_atoms is not None:
@@ -177,7 +179,7 @@ class MoleculesDomain:
             counts = np.broadcast_to(np.asarray(num_atoms, dtype=np.int64), (n,)).copy()
         else:
             hist = self.atom_histogram()
-            counts = self._rng.choice(len(hist), size=n, p=hist)
+            counts = rng.choice(len(hist), size=n, p=hist)
             if frag is not None:
                 counts = np.maximum(counts, k + 1)
         if (counts < max(k, 1)).any():
@@ -195,7 +197,7 @@ class MoleculesDomain:
                 raise ValueError(f"this model is conditioned on {self.condition!r}, not {property!r}")
             mean, std = self._property_stats()
             if target is None:  # EDM: draw targets from the training distribution
-                targets = self._rng.choice(self.dataset("train").properties, size=n)
+                targets = rng.choice(self.dataset("train").properties, size=n)
             else:
                 targets = np.full(n, float(target))
             cond["property"] = (torch.as_tensor(targets, dtype=torch.float32) - mean) / std
