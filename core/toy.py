@@ -120,7 +120,7 @@ class ToyDomain:
     def noise_fn(self, batch: Batch, generator: torch.Generator | None = None):
         return gaussian_noise_fn(generator)
 
-    def sampling_batch(self, n: int, **options: Any) -> Batch:
+    def sampling_batch(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Batch:
         label = options.get("class")
         k = len(self.mixture.weights)
         if label is not None and not 0 <= int(label) < k:

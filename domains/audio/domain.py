@@ -223,7 +223,7 @@ class AudioDomain:
         """(M, T) normalised log-mel of one audio file (errors name the file)."""
         return clip_features(read_audio(path, self.spec.sample_rate), self._logmel, str(path))
 
-    def sampling_batch(self, n: int, **options: Any) -> Batch:
+    def sampling_batch(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Batch:
         """Options: class (index, name, or None for one of each class in turn; -1 unconditional),
         seconds (length; rounded up to the model's time stride), clip (an audio file) with either
         infill=[start, end] (seconds of the clip to regenerate) or keep=SECONDS (continuation: keep

@@ -119,7 +119,7 @@ class VideoDomain:
         return gaussian_noise_fn(generator)
 
     # --- sampling -----------------------------------------------------------------------------
-    def sampling_batch(self, n: int, **options: Any) -> Batch:
+    def sampling_batch(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Batch:
         """Options: ``class`` (int, list or None), ``frames``, ``height``, ``width``, ``given`` (k for
         the first k frames, or a list of frame indices), ``given_from`` (a video file or frame
         folder; default: held-out clips of the data), ``given_start`` (first frame in that file)."""
