@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 COMMANDS = {
@@ -32,13 +31,6 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
-
-
-def _options(cfg, key: str) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
-    names = cfg.get(key) or []
-    return {k: OmegaConf.to_container(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k] for k in names if k in cfg}
 
 
 def _checkpoint(cfg) -> Path:
@@ -70,6 +62,7 @@ def run_train(cfg) -> None:
 def run_sample(cfg) -> None:
     from hydra.utils import instantiate
 
+    from .domain import config_options
     from .generate import generate
     from .training.export import build_from_export
 
@@ -81,7 +74,7 @@ def run_sample(cfg) -> None:
                           grid=instantiate(cfg.schedule), sampler_options=dict(cfg.sampler.options),
                           guidance=cfg.guidance, guidance_rescale=cfg.guidance_rescale,
                           guidance_interval=cfg.guidance_interval, seed=cfg.seed, device=device,
-                          batch_size=cfg.batch_size, progress=True, **_options(cfg, "sample_options"))
+                          batch_size=cfg.batch_size, progress=True, **config_options(cfg))
     files = domain.write(samples, Path(cfg.out))
     print(f"wrote {len(files)} files to {cfg.out}:")
     for f in files:
@@ -91,8 +84,10 @@ def run_sample(cfg) -> None:
 def run_evaluate(cfg) -> None:
     from hydra.utils import instantiate
 
+    from .domain import config_options
+
     domain = instantiate(cfg.domain)
-    figures = domain.evaluate(Path(cfg.samples), **_options(cfg, "evaluate_options"))
+    figures = domain.evaluate(Path(cfg.samples), **config_options(cfg, "evaluate_options"))
     print_table(f"{domain.name}: {cfg.samples}", figures)
     if cfg.out:
         out = Path(cfg.out)

@@ -95,6 +95,17 @@ class Domain(Protocol):
         """Constructor arguments that rebuild this domain (stored beside exported weights)."""
 
 
+def config_options(cfg: Any, key: str = "sample_options") -> dict[str, Any]:
+    """The top-level options a domain config lists under `key` (``sample_options: [class, seconds]``),
+    as plain values: what ``diffsuite sample``, the trainer's previews and exports pass on."""
+    from omegaconf import OmegaConf
+
+    def plain(v: Any) -> Any:
+        return OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+
+    return {k: plain(cfg[k]) for k in (cfg.get(key) or []) if k in cfg}
+
+
 def gaussian_noise_fn(generator: torch.Generator | None = None) -> NoiseFn:
     """The default noise hook: i.i.d. standard normal of the shape of `x`."""
 

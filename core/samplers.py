@@ -326,4 +326,7 @@ def get_sampler(name: str) -> Callable[..., Tensor]:
 def steps_for_evaluations(name: str, evaluations: int) -> int:
     """The grid size n giving at most `evaluations` denoiser calls for sampler `name`."""
     get_sampler(name)
-    return max(1, (evaluations + 1) // 2) if name == "heun" else max(1, evaluations)
+    n = max(1, evaluations)
+    while n > 1 and EVALUATIONS[name](n) > evaluations:  # derived from EVALUATIONS, not restated
+        n -= 1
+    return n

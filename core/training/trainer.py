@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-from ..domain import Batch
+from ..domain import Batch, config_options
 from .checkpoint import checkpoint_name, choose_checkpoint, load_checkpoint, save_checkpoint
 from .data import DataPosition, DataStream
 from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, derive_seed, setup_distributed,
@@ -105,8 +105,7 @@ def _export_config(cfg: DictConfig, domain, opts: TrainerOptions, seed: int, ste
     # data folder), so sampling an export never needs the training data.
     config = {"domain": domain.config(), "model": _container(cfg.model), "trainer": asdict(opts),
               "seed": seed, "step": step, "ema_decay": decay}
-    names = cfg.get("sample_options") or []
-    config["sample_options"] = {k: _container(cfg.get(k)) for k in names}
+    config["sample_options"] = config_options(cfg)
     return config
 
 
@@ -151,17 +150,12 @@ def _gather(obj: Any, info: DistInfo) -> list[Any]:
     return out
 
 
-def _full_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's whole state dict on the CPU (gathered from the shards under FSDP)."""
-    return {k: full_tensor(v).detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
 def _export(cfg, domain, opts, model, ema, run_dir: Path, seed: int, step: int, info: DistInfo) -> Path | None:
     """EMA weights (first decay) -> export/weights.safetensors, further decays beside it."""
     decays = ema.decays or [None]
     first: Path | None = None
     for i, decay in enumerate(decays):
-        weights = ema.full_weights(model, i) if decay is not None else _full_state(model)
+        weights = ema.full_weights(model, i)  # the model's own weights when there are no decays
         stem = "weights" if i == 0 else f"weights_ema{decay}"
         path = run_dir / "export" / f"{stem}.safetensors"
         if info.is_main:
@@ -300,7 +294,7 @@ def _run(cfg: DictConfig, opts: TrainerOptions, info: DistInfo, run_dir: Path) -
             if step % opts.log_every == 0 or step == opts.steps:
                 _log_row(runlog, window, step, stream.position().epoch, lr_now, opts.batch_size)
             if opts.preview_every and step % opts.preview_every == 0:
-                weights = ema.full_weights(model, 0) if ema.decays else _full_state(model)
+                weights = ema.full_weights(model, 0)
                 if info.is_main:
                     write_preview(domain, make_denoiser, weights, run_dir / "previews" / checkpoint_name(step),
                                   n=opts.preview_n, steps=opts.preview_steps, seed=seed, device=device, **preview)
@@ -380,7 +374,7 @@ def _preview_settings(cfg: DictConfig, opts: TrainerOptions) -> dict[str, Any]:
     name = opts.preview_sampler or (sampler.get("name") if sampler is not None else None) or "heun"
     sampler_options = _container(sampler.get("options")) if sampler is not None and not opts.preview_sampler else None
     grid = instantiate(cfg.schedule) if cfg.get("schedule") is not None else None
-    options = {k: _container(cfg.get(k)) for k in (cfg.get("sample_options") or [])}
+    options = config_options(cfg)
     return {"sampler": name, "grid": grid, "sampler_options": sampler_options or {}, "options": options}
 
 
