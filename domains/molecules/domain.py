@@ -277,7 +277,7 @@ class MoleculesDomain:
                 raise FileNotFoundError(f"{path} holds no .sdf or .xyz file to evaluate")
             path = files[-1]
             log.info("evaluating %s", path)
-        mols = read_molecules(path, limit=limit)
+        mols = read_molecules(path, limit=limit, require_hydrogens=False)  # a sample without H is scored, not dropped
         return evaluate_molecules(mols, self.training_smiles() if novelty else None)
 
     def config(self) -> dict[str, Any]:

@@ -145,12 +145,15 @@ READERS = {".sdf": read_sdf, ".sd": read_sdf, ".mol": read_sdf, ".xyz": read_xyz
            ".smiles": read_smiles, ".txt": read_smiles}
 
 
-def read_molecules(path: str | Path, *, limit: int | None = None) -> list[Molecule]:
-    """Molecules from an SDF, XYZ or SMILES file, chosen by extension."""
+def read_molecules(path: str | Path, *, limit: int | None = None, require_hydrogens: bool = True) -> list[Molecule]:
+    """Molecules from an SDF, XYZ or SMILES file, chosen by extension. `require_hydrogens=False`
+    reads SDF records with carbon and no hydrogen too (samples to score, heavy-atom fragments)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no molecule file at {path}")
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise ValueError(f"{path}: unknown molecule file type {path.suffix!r}; expected one of {sorted(READERS)}")
+    if reader is read_sdf:
+        return read_sdf(path, limit=limit, require_hydrogens=require_hydrogens)
     return reader(path, limit=limit)

@@ -148,3 +148,16 @@ def test_the_sampling_seed_decides_the_atom_counts(qm9_small):
     counts = lambda s: qm9_small.sampling_batch(64, generator=torch.Generator().manual_seed(s)).meta["num_atoms"]  # noqa: E731
     assert counts(1) == counts(1)  # a second call draws the same counts: previews and reruns agree
     assert counts(1) != counts(2)
+
+
+def test_evaluation_scores_samples_without_hydrogens_instead_of_dropping_them(qm9_small, tmp_path):
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    path = tmp_path / "samples.sdf"
+    with Chem.SDWriter(str(path)) as w:
+        for smi in ("N#CC#N", "CCO"):  # cyanogen has carbon and no hydrogen: a real QM9 molecule
+            m = Chem.AddHs(Chem.MolFromSmiles(smi))
+            AllChem.EmbedMolecule(m, randomSeed=0)
+            w.write(m)
+    assert qm9_small.evaluate(path, novelty=False)["molecules"] == 2
