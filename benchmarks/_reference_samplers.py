@@ -83,7 +83,7 @@ def kd_bounds(grid: str) -> tuple[float, float]:
     """[0.002, 80] (EDM's range, as ours), or the VP table's range as k-diffusion's CompVis wrapper
     reports it for a discrete linear-beta model (`grid[vp range]`)."""
     if grid.endswith("[vp range]"):
-        from core.schedules import vp_discrete_sigmas
+        from diffsuite.core.schedules import vp_discrete_sigmas
 
         table = vp_discrete_sigmas("linear")
         return float(table[0]), float(table[-1])

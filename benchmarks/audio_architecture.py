@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from domains.audio.unet import PRESETS
+from diffsuite.domains.audio.unet import PRESETS
 
 
 def step_seconds(name: str, batch: int = 32, repeats: int = 5) -> tuple[int, float]:

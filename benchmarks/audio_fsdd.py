@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _results import machine, record  # noqa: E402
-from core.generate import generate  # noqa: E402
-from core.training.export import build_from_export  # noqa: E402
-from domains.audio import AudioDomain  # noqa: E402
-from domains.audio.classifier import train_classifier  # noqa: E402
-from domains.audio.features import measure_normalisation  # noqa: E402
-from domains.audio.folder import read_audio, scan_folder  # noqa: E402
+from diffsuite.core.generate import generate  # noqa: E402
+from diffsuite.core.training.export import build_from_export  # noqa: E402
+from diffsuite.domains.audio import AudioDomain  # noqa: E402
+from diffsuite.domains.audio.classifier import train_classifier  # noqa: E402
+from diffsuite.domains.audio.features import measure_normalisation  # noqa: E402
+from diffsuite.domains.audio.folder import read_audio, scan_folder  # noqa: E402
 
 PATTERN = "^([0-9])_"  # the digit before the first underscore
 SECONDS = 0.768  # 48 frames: 99 % of FSDD clips are shorter than 0.93 s, the median is 0.42 s
@@ -74,7 +74,7 @@ def main() -> None:
     weights = run_dir / "export/weights.safetensors"
     t0, reused = time.time(), weights.exists()
     if not reused:
-        cmd = [sys.executable, "-m", "core.cli", "train", "domain=audio", f"run_dir={run_dir}",
+        cmd = [sys.executable, "-m", "diffsuite.core.cli", "train", "domain=audio", f"run_dir={run_dir}",
                *[f"domain.{k}={'null' if v is None else v}" for k, v in over.items() if k != "label_pattern"],
                f"domain.label_pattern='{PATTERN}'", f"domain.classifier={clf_path}",
                f"trainer.steps={a.steps}", f"trainer.batch_size={a.batch_size}", f"trainer.lr={a.lr}",

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from core.generate import generate
-from core.training.export import build_from_export
-from domains.audio.domain import PRETRAINED_DIR
-from domains.audio.features import MelInverter, spectral_convergence
-from domains.audio.synthetic import synth_split
+from diffsuite.core.generate import generate
+from diffsuite.core.training.export import build_from_export
+from diffsuite.domains.audio.domain import PRETRAINED_DIR
+from diffsuite.domains.audio.features import MelInverter, spectral_convergence
+from diffsuite.domains.audio.synthetic import synth_split
 
 from _results import RESULTS, machine, record
 

@@ -15,10 +15,10 @@ import argparse
 import numpy as np
 import torch
 
-from core.generate import generate
-from core.training.export import build_from_export
-from domains.molecules import MoleculesDomain
-from domains.molecules.property_regressor import predict, property_mae, train_regressor
+from diffsuite.core.generate import generate
+from diffsuite.core.training.export import build_from_export
+from diffsuite.domains.molecules import MoleculesDomain
+from diffsuite.domains.molecules.property_regressor import predict, property_mae, train_regressor
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from core.generate import generate
-from core.training.export import build_from_export
-from domains.molecules.metrics import evaluate_molecules
+from diffsuite.core.generate import generate
+from diffsuite.core.training.export import build_from_export
+from diffsuite.domains.molecules.metrics import evaluate_molecules
 
 from _results import RESULTS, machine, record
 
@@ -40,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    from domains.molecules import MoleculesDomain
+    from diffsuite.domains.molecules import MoleculesDomain
 
     path = args.checkpoint or MoleculesDomain().pretrained
     if path is None:

@@ -41,9 +41,9 @@ warnings.filterwarnings("ignore")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core import samplers as S  # noqa: E402
-from core.schedules import exponential_sigmas, flow_sigmas, karras_sigmas, vp_discrete_sigmas, vp_sigmas  # noqa: E402
-from core.toy import GaussianMixture, sliced_wasserstein  # noqa: E402
+from diffsuite.core import samplers as S  # noqa: E402
+from diffsuite.core.schedules import exponential_sigmas, flow_sigmas, karras_sigmas, vp_discrete_sigmas, vp_sigmas  # noqa: E402
+from diffsuite.core.toy import GaussianMixture, sliced_wasserstein  # noqa: E402
 
 import _reference_samplers as R  # noqa: E402
 
@@ -95,7 +95,7 @@ OUR_OPTIONS = [  # swept at 10 evaluations on every grid
 # --- measures -----------------------------------------------------------------------------------
 
 class SW:
-    """core.toy.sliced_wasserstein against a fixed reference sample, with the reference quantiles
+    """diffsuite.core.toy.sliced_wasserstein against a fixed reference sample, with the reference quantiles
     computed once (same directions, seed and quantile levels; checked equal at start-up)."""
 
     def __init__(self, ref: torch.Tensor, projections: int = 256, seed: int = 0):

@@ -38,8 +38,8 @@ def measure(name: str, batch_size: int, seconds: float, device: torch.device) ->
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from core.training.ema import EMA
-    from core.training.trainer import _cond_dropout
+    from diffsuite.core.training.ema import EMA
+    from diffsuite.core.training.trainer import _cond_dropout
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"domain={name}", *DATA_ONLY.get(name, [])])

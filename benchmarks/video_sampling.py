@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from core.generate import generate
-from core.training.export import build_from_export
-from domains.video.domain import DEFAULT_WEIGHTS
+from diffsuite.core.generate import generate
+from diffsuite.core.training.export import build_from_export
+from diffsuite.domains.video.domain import DEFAULT_WEIGHTS
 
 from _results import RESULTS, machine, record
 

@@ -173,7 +173,7 @@ class ToyDomain:
         }
 
     def config(self) -> dict[str, Any]:
-        return {"_target_": "core.toy.ToyDomain", "sigma_data": self.sigma_data, "preset": self.preset,
+        return {"_target_": "diffsuite.core.toy.ToyDomain", "sigma_data": self.sigma_data, "preset": self.preset,
                 "train_size": self.train_size, "seed": self.seed}
 
 

@@ -8,6 +8,6 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 @pytest.fixture
 def gm():
-    from core.toy import GaussianMixture
+    from diffsuite.core.toy import GaussianMixture
 
     return GaussianMixture.ring()

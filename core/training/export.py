@@ -1,6 +1,7 @@
 """Exported weights for sampling: one safetensors file holding the (EMA) denoiser weights and, in
 its metadata, the run's config as JSON. Loading never unpickles anything; only constructors
-under ``core.`` and ``domains.`` may be named by a stored config."""
+under ``diffsuite.`` may be named by a stored config. Files written before the package moved under
+the ``diffsuite`` namespace name ``core.*`` / ``domains.*``; they load unchanged."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-ALLOWED_TARGET_PREFIXES = ("core.", "domains.")
+ALLOWED_TARGET_PREFIXES = ("diffsuite.",)
+LEGACY_TARGET_PREFIXES = ("core.", "domains.")  # exports written before the diffsuite namespace
 
 
 def export_weights(path: str | Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
@@ -55,10 +57,13 @@ def load_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
 
 
 def _check_targets(node: Any, where: str) -> None:
+    """Refuse any constructor outside diffsuite; move legacy ``core.``/``domains.`` names under it."""
     if isinstance(node, dict):
         t = node.get("_target_")
+        if t is not None and str(t).startswith(LEGACY_TARGET_PREFIXES):
+            node["_target_"] = t = f"diffsuite.{t}"
         if t is not None and not str(t).startswith(ALLOWED_TARGET_PREFIXES):
-            raise ValueError(f"{where}: refusing to build {t!r}; stored configs may only name core.* or domains.*")
+            raise ValueError(f"{where}: refusing to build {t!r}; stored configs may only name diffsuite.*")
         for v in node.values():
             _check_targets(v, where)
     elif isinstance(node, list):

@@ -2,7 +2,7 @@
 Fréchet distance and the Inception-style score (the protocol DiffWave used on SC09), its
 predictions give the class accuracy of conditioned samples.
 
-Train one on a domain's data with ``python -m domains.audio.classifier --out PATH [domain overrides]``;
+Train one on a domain's data with ``python -m diffsuite.domains.audio.classifier --out PATH [domain overrides]``;
 the weights and the settings that built them go in one safetensors file.
 """
 
@@ -48,7 +48,7 @@ class SpectrogramClassifier(nn.Module):
 def load_classifier(path: str | Path, *, num_classes: int, n_mels: int, feature_spec: dict) -> tuple[SpectrogramClassifier, dict]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no classifier weights at {path}; train one with `python -m domains.audio.classifier --out {path}`")
+        raise FileNotFoundError(f"no classifier weights at {path}; train one with `python -m diffsuite.domains.audio.classifier --out {path}`")
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads((f.metadata() or {}).get("diffsuite_config", "{}"))
     if meta.get("kind") != "audio_classifier":
@@ -82,7 +82,7 @@ def accuracy(net: SpectrogramClassifier, x: Tensor, y: Tensor, batch_size: int =
 def train_classifier(domain, out: str | Path, *, steps: int = 400, batch_size: int = 64, lr: float = 2e-3,
                      width: int = 64, emb_dim: int = 64, seed: int = 0) -> dict:
     """Train on the domain's train split, report accuracy on its test split, export the weights."""
-    from core.training.export import export_weights  # the trainer package is heavy to import; only needed here
+    from diffsuite.core.training.export import export_weights  # the trainer package is heavy to import; only needed here
 
     if Path(out).exists():
         raise FileExistsError(f"{out} exists; classifier weights are never overwritten")

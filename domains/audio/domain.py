@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from core.domain import Batch, gaussian_noise_fn
-from core.noise import check_finite
+from diffsuite.core.domain import Batch, gaussian_noise_fn
+from diffsuite.core.noise import check_finite
 
 from .features import FeatureSpec, LogMel, MelInverter
 from .folder import load_folder_features, read_audio, clip_features, scan_folder, split_of
@@ -118,7 +118,7 @@ class AudioDomain:
 
     def config(self) -> dict[str, Any]:
         s = self.spec
-        return {"_target_": "domains.audio.AudioDomain", "data": self.data, "labels": self.labels,
+        return {"_target_": "diffsuite.domains.audio.AudioDomain", "data": self.data, "labels": self.labels,
                 "label_pattern": self.label_pattern, "label_csv": self.label_csv, "classes": list(self.classes),
                 "sample_rate": s.sample_rate, "n_fft": s.n_fft, "hop_length": s.hop_length, "n_mels": s.n_mels,
                 "f_min": s.f_min, "feature_offset": s.offset, "feature_scale": s.scale, "seconds": self.seconds,

@@ -102,7 +102,7 @@ def reference_stats(domain, net) -> tuple[np.ndarray, np.ndarray]:
 def evaluate_folder(domain, samples: Path, *, reference: bool = True, vocoded_reference: bool = True) -> dict[str, float]:
     t0 = time.time()
     if domain.classifier_path is None:
-        raise ValueError("no classifier for this data set: train one with `python -m domains.audio.classifier "
+        raise ValueError("no classifier for this data set: train one with `python -m diffsuite.domains.audio.classifier "
                          "--out PATH data=...` and pass classifier=PATH")
     net, meta = load_classifier(domain.classifier_path, num_classes=domain.num_classes, n_mels=domain.spec.n_mels,
                                 feature_spec=domain.spec.as_dict())

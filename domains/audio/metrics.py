@@ -8,7 +8,7 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor
 
-from core.metrics import frechet_distance  # noqa: F401  (re-exported: one implementation for every domain)
+from diffsuite.core.metrics import frechet_distance  # noqa: F401  (re-exported: one implementation for every domain)
 
 
 def inception_score(logits: Tensor) -> float:

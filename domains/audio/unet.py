@@ -20,7 +20,7 @@ from typing import Literal
 from einops import rearrange
 from torch import Tensor, nn
 
-from core.nn import Attention, ClassEmbedding, NoiseEmbedding
+from diffsuite.core.nn import Attention, ClassEmbedding, NoiseEmbedding
 
 
 Layout = Literal["1d", "2d"]

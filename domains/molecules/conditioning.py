@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from core.nn import NoiseEmbedding
+from diffsuite.core.nn import NoiseEmbedding
 
 
 class MoleculeConditioning(nn.Module):

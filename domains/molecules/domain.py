@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from core.domain import Batch
+from diffsuite.core.domain import Batch
 
 from .dataset import Encoding, MoleculeSet, from_molecules
 from .egnn import EGNN_PRESETS
@@ -282,7 +282,7 @@ class MoleculesDomain:
 
     def config(self) -> dict[str, Any]:
         ps, ts, cs = self.scales
-        return {"_target_": "domains.molecules.MoleculesDomain", "sigma_data": self.sigma_data, "preset": self.preset,
+        return {"_target_": "diffsuite.domains.molecules.MoleculesDomain", "sigma_data": self.sigma_data, "preset": self.preset,
                 "network": self.network_kind, "vocabulary": self.vocabulary_spec, "data": self.data,
                 "max_molecules": self.max_molecules, "cache_dir": None, "condition": self.condition,
                 "max_atoms": self.max_atoms, "position_scale": ps, "type_scale": ts, "charge_scale": cs,

@@ -4,7 +4,7 @@ of FVD but NOT the I3D-based FVD, whose weights cannot be had offline), and its 
 class accuracy of conditioned samples.
 
 Shipped weights for the moving digits: ``domains/video/pretrained/classifier_moving_digits.safetensors``,
-trained by ``python -m domains.video.classifier`` (the command is stored in the file's metadata).
+trained by ``python -m diffsuite.domains.video.classifier`` (the command is stored in the file's metadata).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.noise import check_finite
+from diffsuite.core.noise import check_finite
 
 
 class VideoClassifier(nn.Module):
@@ -126,7 +126,7 @@ def main() -> None:
     train = MovingDigits(split="train", clips=100000, frames=a.frames, size=a.size)
     val = MovingDigits(split="val", clips=500, frames=a.frames, size=a.size)
     model, info = train_classifier(train, val, channels=1, classes=NUM_CLASSES, steps=a.steps)
-    info["command"] = f"python -m domains.video.classifier --steps {a.steps} --frames {a.frames} --size {a.size}"
+    info["command"] = f"python -m diffsuite.domains.video.classifier --steps {a.steps} --frames {a.frames} --size {a.size}"
     print(json.dumps(info))
     print(save_classifier(model, a.out, info))
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from core.domain import Batch, gaussian_noise_fn
-from core.noise import check_finite
+from diffsuite.core.domain import Batch, gaussian_noise_fn
+from diffsuite.core.noise import check_finite
 
 from .moving_digits import NUM_CLASSES, MovingDigits
 from .transformer import PRESETS
@@ -229,7 +229,7 @@ class VideoDomain:
         return DEFAULT_CLASSIFIER if self.data == "moving_digits" and DEFAULT_CLASSIFIER.is_file() else None
 
     def config(self) -> dict[str, Any]:
-        return {"_target_": "domains.video.VideoDomain", "sigma_data": self.sigma_data, "preset": self.preset,
+        return {"_target_": "diffsuite.domains.video.VideoDomain", "sigma_data": self.sigma_data, "preset": self.preset,
                 "data": self.data, "frames": self.frames, "size": list(self.size), "channels": self.channels,
                 "patch": list(self.patch), "attention": self.attention, "stride": self.stride, "labels": self.labels,
                 "classes": self.classes, "train_clips": self.train_clips, "eval_clips": self.eval_clips,

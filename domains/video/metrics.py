@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.metrics import frechet_distance  # noqa: F401  (re-exported: one implementation for every domain)
+from diffsuite.core.metrics import frechet_distance  # noqa: F401  (re-exported: one implementation for every domain)
 
 
 def psnr(a: Tensor, b: Tensor, *, peak: float = 1.0) -> float:

@@ -17,7 +17,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from core.nn import AdaLNZero, Attention, ClassEmbedding, NoiseEmbedding, modulate, rope_frequencies
+from diffsuite.core.nn import AdaLNZero, Attention, ClassEmbedding, NoiseEmbedding, modulate, rope_frequencies
 
 AttentionKind = Literal["full", "factorised"]
 

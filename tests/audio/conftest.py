@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from domains.audio import AudioDomain
+from diffsuite.domains.audio import AudioDomain
 
 
 @pytest.fixture(autouse=True)

@@ -4,11 +4,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from core.domain import Domain
-from core.generate import generate
-from core.precond import EDMPrecond
-from core.training.export import build_from_export, export_weights
-from domains.audio.classifier import SpectrogramClassifier, load_classifier
+from diffsuite.core.domain import Domain
+from diffsuite.core.generate import generate
+from diffsuite.core.precond import EDMPrecond
+from diffsuite.core.training.export import build_from_export, export_weights
+from diffsuite.domains.audio.classifier import SpectrogramClassifier, load_classifier
 
 
 def _denoiser(domain):
@@ -70,7 +70,7 @@ def test_generate_write_never_overwrite_and_known_region(tiny_domain, tmp_path):
 def test_export_round_trip_and_wrong_domain_refused(tiny_domain, tmp_path):
     d = tiny_domain
     den = _denoiser(d)
-    cfg = {"domain": d.config(), "model": {"precond": {"_target_": "core.precond.EDMPrecond", "_partial_": True,
+    cfg = {"domain": d.config(), "model": {"precond": {"_target_": "diffsuite.core.precond.EDMPrecond", "_partial_": True,
                                                        "sigma_data": 0.5}}}
     path = export_weights(tmp_path / "w.safetensors", den.state_dict(), cfg)
     d2, den2, _ = build_from_export(path, expect_domain="audio")
@@ -84,13 +84,13 @@ def test_export_round_trip_and_wrong_domain_refused(tiny_domain, tmp_path):
 def test_evaluate_reports_figures_beside_real_and_skips_corrupt(tiny_domain, tmp_path):
     """A classifier fitted here in seconds; real held-out clips written as files score as real."""
     d = tiny_domain
-    from domains.audio.classifier import train_classifier
+    from diffsuite.domains.audio.classifier import train_classifier
 
     clf = tmp_path / "clf.safetensors"
     meta = train_classifier(d, clf, steps=25, batch_size=16)
     d._classifier_arg, d.classifier_path = str(clf), clf
     xr, yr = d.labelled_tensors("test")
-    from domains.audio.features import MelInverter
+    from diffsuite.domains.audio.features import MelInverter
 
     waves = MelInverter(d.spec)(xr[:, 0])
     out = tmp_path / "samples"

@@ -1,7 +1,7 @@
 import torch
 
-from domains.audio.features import FeatureSpec, LogMel, MelInverter, measure_normalisation, spectral_convergence
-from domains.audio.synthetic import synth_split
+from diffsuite.domains.audio.features import FeatureSpec, LogMel, MelInverter, measure_normalisation, spectral_convergence
+from diffsuite.domains.audio.synthetic import synth_split
 
 
 def test_normalised_scale_and_shape():

@@ -5,9 +5,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from domains.audio import AudioDomain
-from domains.audio.features import FeatureSpec
-from domains.audio.folder import load_folder_features, read_audio, scan_folder
+from diffsuite.domains.audio import AudioDomain
+from diffsuite.domains.audio.features import FeatureSpec
+from diffsuite.domains.audio.folder import load_folder_features, read_audio, scan_folder
 
 
 def _tone(freq, seconds, sr, channels=1):

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from domains.audio.metrics import frechet_distance, inception_score, mfcc_stats
+from diffsuite.domains.audio.metrics import frechet_distance, inception_score, mfcc_stats
 
 
 def test_frechet_distance_zero_for_same_set_and_grows_with_shift():
@@ -28,7 +28,7 @@ def test_mfcc_stats_shape_and_constant_clip():
 
 
 def test_balanced_subset_takes_each_class_in_turn():
-    from domains.audio.evaluation import balanced_subset
+    from diffsuite.domains.audio.evaluation import balanced_subset
 
     labels = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 2])  # grouped, as sorted file names are
     pick = balanced_subset(labels, 6)
@@ -37,7 +37,7 @@ def test_balanced_subset_takes_each_class_in_turn():
 
 
 def test_matching_subset_follows_the_sample_labels():
-    from domains.audio.evaluation import matching_subset
+    from diffsuite.domains.audio.evaluation import matching_subset
 
     labels = torch.tensor([0, 0, 1, 1, 1, 2])
     pick = matching_subset(labels, [1, 1, 0])

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from core.precond import DenoisingLoss, EDMPrecond
-from core.schedules import LogNormalLaw
-from domains.audio.unet import PRESETS, SpectrogramUNet
+from diffsuite.core.precond import DenoisingLoss, EDMPrecond
+from diffsuite.core.schedules import LogNormalLaw
+from diffsuite.domains.audio.unet import PRESETS, SpectrogramUNet
 
 
 def test_shapes_any_length_multiple_of_stride():

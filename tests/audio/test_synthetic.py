@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from domains.audio.features import FeatureSpec, LogMel
-from domains.audio.synthetic import SYNTH_CLASSES, synth_clip, synth_split
+from diffsuite.domains.audio.features import FeatureSpec, LogMel
+from diffsuite.domains.audio.synthetic import SYNTH_CLASSES, synth_clip, synth_split
 
 
 def test_clips_are_deterministic_and_differ_by_index():

@@ -8,7 +8,7 @@ import pytest
 
 
 def diffsuite(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "diffsuite.core.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=600)
 
 

@@ -8,7 +8,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from core.samplers import SAMPLERS
+from diffsuite.core.samplers import SAMPLERS
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -49,7 +49,7 @@ def test_every_model_group_builds_precond_and_loss(model):
 
 @pytest.mark.parametrize("schedule", options("schedule"))
 def test_every_schedule_group_makes_a_valid_grid(schedule):
-    from core.schedules import check_sigmas
+    from diffsuite.core.schedules import check_sigmas
 
     cfg = compose("sample", [f"schedule={schedule}"])
     check_sigmas(instantiate(cfg.schedule)(12))
@@ -57,7 +57,7 @@ def test_every_schedule_group_makes_a_valid_grid(schedule):
 
 @pytest.mark.parametrize("sampler", options("sampler"))
 def test_every_sampler_group_names_a_registered_sampler_with_valid_options(sampler, gm):
-    from core.schedules import karras_sigmas
+    from diffsuite.core.schedules import karras_sigmas
 
     cfg = compose("sample", [f"sampler={sampler}"])
     out = SAMPLERS[cfg.sampler.name](lambda x, s, c: gm.denoise(x, s), 80 * torch.randn(4, 2),

@@ -2,9 +2,9 @@ import math
 
 import torch
 
-from core.guidance import cfg, known_region
-from core.samplers import SAMPLERS
-from core.schedules import karras_sigmas
+from diffsuite.core.guidance import cfg, known_region
+from diffsuite.core.samplers import SAMPLERS
+from diffsuite.core.schedules import karras_sigmas
 
 
 def conditional(gm, calls=None):

@@ -1,6 +1,6 @@
 import torch
 
-from core.likelihood import ode_likelihood
+from diffsuite.core.likelihood import ode_likelihood
 
 
 def test_ode_log_likelihood_matches_the_exact_mixture_density(gm):

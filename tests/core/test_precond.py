@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from core.precond import DenoisingLoss, EDMPrecond, FlowPrecond, VPPrecond
-from core.schedules import LogitNormalLaw, LogNormalLaw, VPUniformLaw, vp_continuous_sigma, vp_discrete_sigmas
-from core.toy import ToyNet
+from diffsuite.core.precond import DenoisingLoss, EDMPrecond, FlowPrecond, VPPrecond
+from diffsuite.core.schedules import LogitNormalLaw, LogNormalLaw, VPUniformLaw, vp_continuous_sigma, vp_discrete_sigmas
+from diffsuite.core.toy import ToyNet
 
 
 class Oracle(nn.Module):

@@ -4,9 +4,9 @@ import threading
 import pytest
 import torch
 
-from core.samplers import EVALUATIONS, SAMPLERS, get_sampler, steps_for_evaluations
-from core.schedules import karras_sigmas
-from core.toy import sliced_wasserstein
+from diffsuite.core.samplers import EVALUATIONS, SAMPLERS, get_sampler, steps_for_evaluations
+from diffsuite.core.schedules import karras_sigmas
+from diffsuite.core.toy import sliced_wasserstein
 
 DETERMINISTIC = ["euler", "heun", "dpmpp_2m", "unipc"]
 N = 4000
@@ -27,14 +27,14 @@ def seeded_noise(seed):
 
 @pytest.fixture(scope="module")
 def data():
-    from core.toy import GaussianMixture
+    from diffsuite.core.toy import GaussianMixture
 
     return GaussianMixture.ring().sample(N, torch.Generator().manual_seed(123))[0]
 
 
 @pytest.fixture(scope="module")
 def floor(data):
-    from core.toy import GaussianMixture
+    from diffsuite.core.toy import GaussianMixture
 
     other = GaussianMixture.ring().sample(N, torch.Generator().manual_seed(321))[0]
     return sliced_wasserstein(other, data)
@@ -53,8 +53,8 @@ def test_every_sampler_converges_to_the_data_distribution(name, gm, data, floor)
 
 @pytest.fixture(scope="module")
 def ode_reference():
-    from core.samplers import sample_dpmpp_2m
-    from core.toy import GaussianMixture
+    from diffsuite.core.samplers import sample_dpmpp_2m
+    from diffsuite.core.toy import GaussianMixture
 
     gm = GaussianMixture.ring()  # second order: error ~3e-3 at 50 steps, so ~1e-5 at 800
     return sample_dpmpp_2m(lambda x, s, c=None: gm.denoise(x, s), start(500), karras_sigmas(800))

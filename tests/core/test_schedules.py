@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from core.schedules import (GRIDS, LogitNormalLaw, LogNormalLaw, VPUniformLaw, check_sigmas, exponential_sigmas,
+from diffsuite.core.schedules import (GRIDS, LogitNormalLaw, LogNormalLaw, VPUniformLaw, check_sigmas, exponential_sigmas,
                             flow_sigmas, karras_sigmas, vp_discrete_sigmas, vp_sigmas)
 
 

@@ -17,6 +17,6 @@ def egfr_sdf() -> Path:
 
 @pytest.fixture(scope="session")
 def qm9_small():
-    from domains.molecules import MoleculesDomain
+    from diffsuite.domains.molecules import MoleculesDomain
 
     return MoleculesDomain(preset="XS", max_molecules=300)

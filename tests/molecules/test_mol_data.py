@@ -5,10 +5,10 @@ import logging
 import numpy as np
 import pytest
 
-from domains.molecules.dataset import from_molecules
-from domains.molecules.qm9 import edm_split, load_qm9, qm9_split
-from domains.molecules.readers import embed_smiles, read_molecules, read_sdf, read_smiles, read_xyz
-from domains.molecules.vocabulary import make_vocabulary
+from diffsuite.domains.molecules.dataset import from_molecules
+from diffsuite.domains.molecules.qm9 import edm_split, load_qm9, qm9_split
+from diffsuite.domains.molecules.readers import embed_smiles, read_molecules, read_sdf, read_smiles, read_xyz
+from diffsuite.domains.molecules.vocabulary import make_vocabulary
 
 
 def test_edm_split_sizes_disjoint_and_histogram():

@@ -6,11 +6,11 @@ import pytest
 import torch
 from rdkit import Chem
 
-from core.generate import generate
-from core.precond import DenoisingLoss, EDMPrecond
-from core.schedules import LogNormalLaw
-from domains.molecules import MoleculesDomain
-from domains.molecules.metrics import evaluate_molecules
+from diffsuite.core.generate import generate
+from diffsuite.core.precond import DenoisingLoss, EDMPrecond
+from diffsuite.core.schedules import LogNormalLaw
+from diffsuite.domains.molecules import MoleculesDomain
+from diffsuite.domains.molecules.metrics import evaluate_molecules
 
 
 def test_noise_in_zero_com_subspace(qm9_small):
@@ -109,7 +109,7 @@ def test_training_loss_falls(qm9_small):
 
 
 def test_property_regressor_learns_and_targets_reach_samples():
-    from domains.molecules.property_regressor import predict, property_mae, train_regressor
+    from diffsuite.domains.molecules.property_regressor import predict, property_mae, train_regressor
 
     d = MoleculesDomain(preset="XS", max_molecules=64, condition="alpha", train_half="first")
     ds = d.dataset("train")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from domains.molecules.egnn import EGNN_PRESETS
-from domains.molecules.tensor_product import TP_PRESETS
+from diffsuite.domains.molecules.egnn import EGNN_PRESETS
+from diffsuite.domains.molecules.tensor_product import TP_PRESETS
 
 NETS = [("egnn", EGNN_PRESETS["XS"]), ("tensor_product", TP_PRESETS["XS"])]
 

@@ -3,10 +3,10 @@
 import time
 
 
-from domains.molecules.metrics import evaluate_molecules
-from domains.molecules.molecule import Molecule
-from domains.molecules.qm9 import ELEMENTS, qm9_split
-from domains.molecules.readers import embed_smiles
+from diffsuite.domains.molecules.metrics import evaluate_molecules
+from diffsuite.domains.molecules.molecule import Molecule
+from diffsuite.domains.molecules.qm9 import ELEMENTS, qm9_split
+from diffsuite.domains.molecules.readers import embed_smiles
 
 
 def _test_molecules(n):

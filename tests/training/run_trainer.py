@@ -26,7 +26,7 @@ def main(overrides: list[str]) -> None:
     torch.set_num_threads(1)
     from safetensors.torch import save_file
 
-    from core.training import fit
+    from diffsuite.core.training import fit
 
     result = fit(compose_train(overrides))
     rank = int(__import__("os").environ.get("RANK", "0"))

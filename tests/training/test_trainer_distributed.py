@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from core.training import fit
+from diffsuite.core.training import fit
 from tests.training.run_trainer import compose_train
 
 SCRIPT = Path(__file__).with_name("run_trainer.py")

@@ -8,7 +8,7 @@ import csv
 import pytest
 import torch
 
-from core.training import fit
+from diffsuite.core.training import fit
 from tests.training.run_trainer import compose_train
 
 NAN = "tests.training.training_domains.NaNToyDomain"

@@ -12,14 +12,14 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from core.training import fit
-from core.training.data import ResumableDistributedSampler
-from core.training.distributed import DistInfo, derive_seed, slurm_environment
-from core.training.ema import EMA
-from core.training.export import build_from_export
-from core.training.lr import lr_factor
-from core.training.options import TrainerOptions
-from core.training.parallelize import ParallelOptions, find_blocks, parallelize
+from diffsuite.core.training import fit
+from diffsuite.core.training.data import ResumableDistributedSampler
+from diffsuite.core.training.distributed import DistInfo, derive_seed, slurm_environment
+from diffsuite.core.training.ema import EMA
+from diffsuite.core.training.export import build_from_export
+from diffsuite.core.training.lr import lr_factor
+from diffsuite.core.training.options import TrainerOptions
+from diffsuite.core.training.parallelize import ParallelOptions, find_blocks, parallelize
 from tests.training.run_trainer import compose_train
 
 BASE = ["trainer=debug", "domain.preset=tiny", "domain.train_size=600", "trainer.progress=false",

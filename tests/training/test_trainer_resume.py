@@ -14,9 +14,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from core.training import fit
-from core.training.checkpoint import CheckpointError, choose_checkpoint, list_checkpoints, verify_checkpoint
-from core.training.distributed import DistInfo
+from diffsuite.core.training import fit
+from diffsuite.core.training.checkpoint import CheckpointError, choose_checkpoint, list_checkpoints, verify_checkpoint
+from diffsuite.core.training.distributed import DistInfo
 from tests.training.run_trainer import compose_train
 
 SCRIPT = Path(__file__).with_name("run_trainer.py")

@@ -8,7 +8,7 @@ import time
 from torch import nn
 from torch.utils.data import Dataset, IterableDataset
 
-from core.toy import ToyDomain
+from diffsuite.core.toy import ToyDomain
 
 
 class _Slow(Dataset):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from domains.video.moving_digits import MovingDigits, bounce_positions, split_indices
-from domains.video.video_files import VideoFolder, clip_from_file, read_video, resize_crop
+from diffsuite.domains.video.moving_digits import MovingDigits, bounce_positions, split_indices
+from diffsuite.domains.video.video_files import VideoFolder, clip_from_file, read_video, resize_crop
 
 
 def test_moving_digits_deterministic_labelled_and_in_frame():

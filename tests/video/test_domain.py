@@ -12,13 +12,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image, ImageSequence
 
-from core.domain import Domain
-from core.generate import generate
-from core.precond import EDMPrecond
-from domains.video import VideoDomain
-from domains.video.classifier import embed_and_classify, load_classifier
-from domains.video.domain import DEFAULT_CLASSIFIER
-from domains.video.writing import VideoSample, write_sample
+from diffsuite.core.domain import Domain
+from diffsuite.core.generate import generate
+from diffsuite.core.precond import EDMPrecond
+from diffsuite.domains.video import VideoDomain
+from diffsuite.domains.video.classifier import embed_and_classify, load_classifier
+from diffsuite.domains.video.domain import DEFAULT_CLASSIFIER
+from diffsuite.domains.video.writing import VideoSample, write_sample
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,7 +150,7 @@ def test_given_frames_from_a_video_file(domain, tmp_path):
 
 
 def test_folder_of_rgb_videos_trains_samples_and_writes(tmp_path):
-    from domains.video.writing import write_mp4
+    from diffsuite.domains.video.writing import write_mp4
 
     rng = np.random.default_rng(0)
     for cls in ("left", "right"):
@@ -172,11 +172,11 @@ def test_folder_of_rgb_videos_trains_samples_and_writes(tmp_path):
 
 
 def test_shipped_checkpoint_builds_and_samples():
-    from core.training.export import build_from_export
+    from diffsuite.core.training.export import build_from_export
 
     shipped = VideoDomain().pretrained
     assert shipped is not None and shipped.is_file()
     domain, den, config = build_from_export(shipped, expect_domain="video")
-    assert config["model"]["precond"]["_target_"] == "core.precond.EDMPrecond"
+    assert config["model"]["precond"]["_target_"] == "diffsuite.core.precond.EDMPrecond"
     samples, x = generate(domain, den, 1, sampler="euler", steps=2, frames=4, **{"class": 3})
     assert samples[0].frames.shape == (4, 32, 32, 1) and torch.isfinite(x).all()

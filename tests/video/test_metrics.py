@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from domains.video.evaluation import copy_last_frame
-from domains.video.metrics import frechet_distance, psnr, ssim
+from diffsuite.domains.video.evaluation import copy_last_frame
+from diffsuite.domains.video.metrics import frechet_distance, psnr, ssim
 
 
 def test_psnr_known_value_and_identity():

@@ -4,11 +4,11 @@ refused, rotary positions are relative, and the denoising loss falls when it tra
 import pytest
 import torch
 
-from core.precond import DenoisingLoss, EDMPrecond
-from core.schedules import LogNormalLaw
-from domains.video.moving_digits import MovingDigits
-from core.nn import apply_rope
-from domains.video.transformer import PRESETS, VideoDiT, rope_angles
+from diffsuite.core.precond import DenoisingLoss, EDMPrecond
+from diffsuite.core.schedules import LogNormalLaw
+from diffsuite.domains.video.moving_digits import MovingDigits
+from diffsuite.core.nn import apply_rope
+from diffsuite.domains.video.transformer import PRESETS, VideoDiT, rope_angles
 
 
 def _randomise(net):
