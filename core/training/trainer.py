@@ -124,9 +124,10 @@ def _cond_dropout(batch: Batch, p: float, g: torch.Generator) -> None:
     batch.cond = {**batch.cond, "drop": drop.to(batch.x.device)}
 
 
-def _accepts_generator(loss_fn: Any) -> bool:
+def _accepts(loss_fn: Any, keyword: str) -> bool:
+    """Whether the loss takes `keyword` (generator=, step=): losses that need neither stay simple."""
     try:
-        return "generator" in inspect.signature(loss_fn).parameters
+        return keyword in inspect.signature(loss_fn).parameters
     except (TypeError, ValueError):
         return False
 
@@ -190,20 +191,76 @@ def _fit(cfg: DictConfig, opts: TrainerOptions, info: DistInfo) -> TrainResult:
             handler.close()
 
 
-def _run(cfg: DictConfig, opts: TrainerOptions, info: DistInfo, run_dir: Path) -> TrainResult:
-    seed = int(cfg.get("seed", 0) or 0)
-    device = info.device
-    micro = opts.micro_batch(info.world_size)
-    ckpt_root = run_dir / "checkpoints"
-    resume_from = choose_checkpoint(cfg.get("resume", "auto"), run_dir, info, hashes=opts.verify_checkpoints)
+@dataclass
+class _Run:
+    """Everything one training run holds; each phase of `_run` below reads and updates it."""
+    cfg: DictConfig
+    opts: TrainerOptions
+    info: DistInfo
+    run_dir: Path
+    seed: int
+    micro: int
+    domain: Any
+    make_denoiser: Any
+    model: nn.Module  # the raw denoiser (under FSDP, sharded in place)
+    train_module: nn.Module  # what a training step calls (the model, or DDP around it)
+    loss_fn: Any
+    pass_generator: bool  # the loss takes generator=
+    pass_step: bool  # the loss takes step= (an objective whose schedule follows the training step)
+    ema: EMA
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    resume_from: Path | None
+    step: int = 0
+    nonfinite_row: int = 0
+    position: DataPosition | None = None  # where the data stream resumes
+    stream: DataStream | None = None
+    autocast: Any = None
+    generator: torch.Generator | None = None
+    preview: dict[str, Any] | None = None
+    last_ckpt: Path | None = None
+    stopped_by: str | None = None
 
-    # the model, built identically on every rank from the run seed
+    def dcp_state(self) -> dict[str, Any]:
+        msd, osd = get_state_dict(self.model, self.optimizer)
+        return {"model": msd, "optim": osd, "ema": self.ema.state_dict()}
+
+
+def _run(cfg: DictConfig, opts: TrainerOptions, info: DistInfo, run_dir: Path) -> TrainResult:
+    """build -> resume -> data -> (step -> log/preview -> checkpoint)* -> finish (checkpoint, export)."""
+    run = _build(cfg, opts, info, run_dir)
+    _restore(run)
+    _open_data(run)
+    window = _Window()
+    runlog = RunLog(run_dir, enabled=info.is_main, start_step=run.step, total_steps=opts.steps,
+                    progress=opts.progress, tensorboard=opts.tensorboard)
+    export = None
+    with runlog, StopRequest() as stop:
+        while run.step < opts.steps:
+            stop_votes = _train_step(run, window, runlog, stop)
+            _after_step(run, window, runlog)
+            if stop_votes > 0 and run.step < opts.steps:
+                _stop(run, stop, runlog)
+                break
+            if opts.checkpoint_every and run.step % opts.checkpoint_every == 0 and run.step < opts.steps:
+                _checkpoint(run)
+        if run.stopped_by is None:
+            export = _finish(run)
+    return TrainResult(run_dir, run.step, run.model, run.ema, export, run.last_ckpt, run.stopped_by, run.resume_from)
+
+
+def _build(cfg: DictConfig, opts: TrainerOptions, info: DistInfo, run_dir: Path) -> _Run:
+    """Pick the checkpoint to resume from, then build the model (identically on every rank, from
+    the run seed), loss, parallel wrapper, EMA, optimizer and LR schedule."""
+    seed = int(cfg.get("seed", 0) or 0)
+    micro = opts.micro_batch(info.world_size)
+    resume_from = choose_checkpoint(cfg.get("resume", "auto"), run_dir, info, hashes=opts.verify_checkpoints)
     torch.manual_seed(seed)
     domain = instantiate(cfg.domain)
     make_denoiser = instantiate(cfg.model.precond)
-    model = make_denoiser(domain.network()).to(device)
+    model = make_denoiser(domain.network()).to(info.device)
+    # (a warm start from exported weights belongs here: before the EMA copies the weights)
     loss_fn = instantiate(cfg.model.loss)
-    pass_generator = _accepts_generator(loss_fn)
     train_module = parallelize(model, ParallelOptions(opts.parallel, opts.compile, opts.activation_checkpointing,
                                                       opts.ddp_find_unused), info)
     ema = EMA(model, opts.ema, warmup=opts.ema_warmup)
@@ -211,118 +268,154 @@ def _run(cfg: DictConfig, opts: TrainerOptions, info: DistInfo, run_dir: Path) -
                                   weight_decay=opts.weight_decay)
     scheduler = lr_scheduler(optimizer, steps=opts.steps, warmup=opts.warmup, decay=opts.decay,
                              min_ratio=opts.min_lr_ratio)
+    return _Run(cfg=cfg, opts=opts, info=info, run_dir=run_dir, seed=seed, micro=micro, domain=domain,
+                make_denoiser=make_denoiser, model=model, train_module=train_module, loss_fn=loss_fn,
+                pass_generator=_accepts(loss_fn, "generator"),
+                pass_step=_accepts(loss_fn, "step"), ema=ema, optimizer=optimizer, scheduler=scheduler,
+                resume_from=resume_from, last_ckpt=resume_from)
 
-    def dcp_state() -> dict[str, Any]:
-        msd, osd = get_state_dict(model, optimizer)
-        return {"model": msd, "optim": osd, "ema": ema.state_dict()}
 
-    step, position, nonfinite_row = 0, None, 0
-    if resume_from is not None:
-        step, position, nonfinite_row = _resume(resume_from, dcp_state(), model, optimizer, ema, opts, seed, info)
-    scheduler.last_epoch = step
-    for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
-        group["lr"] = base * lr_factor(step, steps=opts.steps, warmup=opts.warmup, decay=opts.decay,
+def _restore(run: _Run) -> None:
+    """Load the chosen checkpoint (if any) and put the LR schedule at its step."""
+    opts = run.opts
+    if run.resume_from is not None:
+        run.step, run.position, run.nonfinite_row = _resume(run.resume_from, run.dcp_state(), run.model,
+                                                            run.optimizer, run.ema, opts, run.seed, run.info)
+    scheduler = run.scheduler
+    scheduler.last_epoch = run.step
+    for group, base in zip(run.optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = base * lr_factor(run.step, steps=opts.steps, warmup=opts.warmup, decay=opts.decay,
                                        min_ratio=opts.min_lr_ratio)
-    scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+    scheduler._last_lr = [g["lr"] for g in run.optimizer.param_groups]
 
-    # data: rank 0 first, so a dataset that builds a cache builds it once
+
+def _open_data(run: _Run) -> None:
+    """The data stream at the resumed position (rank 0 first, so a dataset cache is built once),
+    the autocast context, the step generator and the preview settings."""
+    info, opts, device = run.info, run.opts, run.info.device
     if not info.is_main:
         barrier(info)
-    dataset = domain.dataset("train")
+    dataset = run.domain.dataset("train")
     if info.is_main:
         barrier(info)
-        _write_run_config(cfg, run_dir, step)
-    stream = DataStream(dataset, domain.collate, dist=info, micro_batch=micro, seed=seed,
-                        num_workers=opts.num_workers, pin_memory=device.type == "cuda", position=position)
-
+        _write_run_config(run.cfg, run.run_dir, run.step)
+    run.stream = DataStream(dataset, run.domain.collate, dist=info, micro_batch=run.micro, seed=run.seed,
+                            num_workers=opts.num_workers, pin_memory=device.type == "cuda",
+                            position=run.position)
     bf16 = opts.precision == "bf16" or (opts.precision == "auto" and device.type == "cuda")
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
-    g = torch.Generator(device)
-    preview = _preview_settings(cfg, opts)
+    run.autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+    run.generator = torch.Generator(device)
+    run.preview = _preview_settings(run.cfg, opts)
 
-    def checkpoint() -> Path | None:
-        if not optimizer.state:  # no optimizer step yet: a restart from scratch is the same run
-            return None
-        pos = stream.position()
-        trainer_state = {
-            "step": step, "data": asdict(pos), "world_size": info.world_size, "micro_batch": micro,
-            "batch_size": opts.batch_size, "seed": seed, "ema_decays": ema.decays, "nonfinite_in_row": nonfinite_row,
-            "lr_scheduler": {"last_epoch": scheduler.last_epoch, "base_lrs": scheduler.base_lrs,
-                             "last_lr": scheduler.get_last_lr()},
-            "rng": {"scheme": "derive_seed(seed, step, rank, micro_step) per step", "seed": seed},
-        }
-        path = save_checkpoint(ckpt_root, step, dcp_state(), trainer_state, info, keep=opts.keep_checkpoints,
-                               hashes=opts.verify_checkpoints)
-        log.info("checkpoint %s", path)
-        return path
 
-    last_ckpt, stopped_by = resume_from, None
-    window = {"loss": 0.0, "n": 0, "steps": 0, "skipped": 0, "t": time.perf_counter(), "norm": 0.0}
-    runlog = RunLog(run_dir, enabled=info.is_main, start_step=step, total_steps=opts.steps,
-                    progress=opts.progress, tensorboard=opts.tensorboard)
-    with runlog, StopRequest() as stop:
-        while step < opts.steps:
-            train_module.train()
-            stats, draws = _accumulate_gradients(train_module, loss_fn, domain, stream, g, autocast, step=step,
-                                                 seed=seed, opts=opts, info=info, pass_generator=pass_generator)
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad or math.inf)
-            norm = full_tensor(norm).float()
-            stats[3] = float(stop.requested)
-            stats[4] = (~torch.isfinite(norm)).float()
-            all_reduce_sum(stats, info)
-            loss_sum, n_micro, bad_loss, stop_votes, bad_norm = stats.tolist()
-            lr_now = scheduler.get_last_lr()[0]
-            if bad_loss == 0 and bad_norm == 0:
-                optimizer.step()
-                ema.update(model, step)
-                nonfinite_row = 0
-                window["loss"] += loss_sum
-                window["n"] += n_micro
-                window["norm"] += norm.item()
-            else:
-                nonfinite_row += 1
-                window["skipped"] += 1
-                _report_nonfinite(step + 1, draws, bad_loss, norm.item(), nonfinite_row, opts, info, runlog, last_ckpt)
-            optimizer.zero_grad(set_to_none=True)
-            with warnings.catch_warnings():  # the LR is a function of the step, skipped or not
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-                scheduler.step()
-            step += 1
-            window["steps"] += 1
-            runlog.step()
+@dataclass
+class _Window:
+    """Running sums between two log rows."""
+    loss: float = 0.0
+    n: int = 0
+    steps: int = 0
+    skipped: int = 0
+    norm: float = 0.0
+    lr: float = 0.0  # the LR of the last step
+    t: float = 0.0
 
-            if step % opts.log_every == 0 or step == opts.steps:
-                _log_row(runlog, window, step, stream.position().epoch, lr_now, opts.batch_size)
-            if opts.preview_every and step % opts.preview_every == 0:
-                weights = ema.full_weights(model, 0)
-                if info.is_main:
-                    write_preview(domain, make_denoiser, weights, run_dir / "previews" / checkpoint_name(step),
-                                  n=opts.preview_n, steps=opts.preview_steps, seed=seed, device=device, **preview)
-                barrier(info)
-            if stop_votes > 0 and step < opts.steps:
-                stopped_by = signal.Signals(stop.signum).name if stop.signum else "a signal on another rank"
-                last_ckpt = checkpoint() or last_ckpt
-                if info.is_main:
-                    log.warning("stopped by %s at step %d; resume with resume=auto run_dir=%s", stopped_by, step,
-                                run_dir)
-                runlog.close()
-                stop.hand_on()  # submitit's requeue on SIGUSR2, if it is there
-                break
-            if opts.checkpoint_every and step % opts.checkpoint_every == 0 and step < opts.steps:
-                last_ckpt = checkpoint() or last_ckpt
+    def __post_init__(self) -> None:
+        self.t = time.perf_counter()
 
-        export = None
-        if stopped_by is None:
-            if step >= opts.steps and (last_ckpt is None or last_ckpt.name != checkpoint_name(step)):
-                last_ckpt = checkpoint() or last_ckpt
-            export = _export(cfg, domain, opts, model, ema, run_dir, seed, step, info)
-    return TrainResult(run_dir, step, model, ema, export, last_ckpt, stopped_by, resume_from)
 
+def _train_step(run: _Run, window: _Window, runlog: RunLog, stop: StopRequest) -> float:
+    """One optimizer step: gradients over the micro-batches, the finiteness check across ranks,
+    AdamW, EMA, LR schedule. Returns the number of ranks that asked to stop."""
+    opts, info, model = run.opts, run.info, run.model
+    run.train_module.train()
+    stats, draws = _accumulate_gradients(run.train_module, run.loss_fn, run.domain, run.stream, run.generator,
+                                         run.autocast, step=run.step, seed=run.seed, opts=opts, info=info,
+                                         pass_generator=run.pass_generator, pass_step=run.pass_step)
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad or math.inf)
+    norm = full_tensor(norm).float()
+    stats[3] = float(stop.requested)
+    stats[4] = (~torch.isfinite(norm)).float()
+    all_reduce_sum(stats, info)
+    loss_sum, n_micro, bad_loss, stop_votes, bad_norm = stats.tolist()
+    window.lr = run.scheduler.get_last_lr()[0]
+    if bad_loss == 0 and bad_norm == 0:
+        run.optimizer.step()
+        run.ema.update(model, run.step)
+        run.nonfinite_row = 0
+        window.loss += loss_sum
+        window.n += n_micro
+        window.norm += norm.item()
+    else:
+        run.nonfinite_row += 1
+        window.skipped += 1
+        _report_nonfinite(run.step + 1, draws, bad_loss, norm.item(), run.nonfinite_row, opts, info, runlog,
+                          run.last_ckpt)
+    run.optimizer.zero_grad(set_to_none=True)
+    with warnings.catch_warnings():  # the LR is a function of the step, skipped or not
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        run.scheduler.step()
+    run.step += 1
+    window.steps += 1
+    runlog.step()
+    return stop_votes
+
+
+def _after_step(run: _Run, window: _Window, runlog: RunLog) -> None:
+    """What follows a step at its period: a log row, a preview (periodic evaluations go here too)."""
+    opts, step = run.opts, run.step
+    if step % opts.log_every == 0 or step == opts.steps:
+        _log_row(runlog, window, step, run.stream.position().epoch, window.lr, opts.batch_size)
+    if opts.preview_every and step % opts.preview_every == 0:
+        weights = run.ema.full_weights(run.model, 0)
+        if run.info.is_main:
+            write_preview(run.domain, run.make_denoiser, weights, run.run_dir / "previews" / checkpoint_name(step),
+                          n=opts.preview_n, steps=opts.preview_steps, seed=run.seed, device=run.info.device,
+                          **run.preview)
+        barrier(run.info)
+
+
+def _checkpoint(run: _Run) -> Path | None:
+    """Write a checkpoint of this step (a collective); None before the first optimizer step,
+    when a restart from scratch is the same run."""
+    if not run.optimizer.state:
+        return None
+    pos = run.stream.position()
+    sched = run.scheduler
+    trainer_state = {
+        "step": run.step, "data": asdict(pos), "world_size": run.info.world_size, "micro_batch": run.micro,
+        "batch_size": run.opts.batch_size, "seed": run.seed, "ema_decays": run.ema.decays,
+        "nonfinite_in_row": run.nonfinite_row,
+        "lr_scheduler": {"last_epoch": sched.last_epoch, "base_lrs": sched.base_lrs, "last_lr": sched.get_last_lr()},
+        "rng": {"scheme": "derive_seed(seed, step, rank, micro_step) per step", "seed": run.seed},
+    }
+    path = save_checkpoint(run.run_dir / "checkpoints", run.step, run.dcp_state(), trainer_state, run.info,
+                           keep=run.opts.keep_checkpoints, hashes=run.opts.verify_checkpoints)
+    log.info("checkpoint %s", path)
+    run.last_ckpt = path
+    return path
+
+
+def _stop(run: _Run, stop: StopRequest, runlog: RunLog) -> None:
+    """A signal on some rank: checkpoint this step, say how to resume, hand the signal on."""
+    run.stopped_by = signal.Signals(stop.signum).name if stop.signum else "a signal on another rank"
+    _checkpoint(run)
+    if run.info.is_main:
+        log.warning("stopped by %s at step %d; resume with resume=auto run_dir=%s", run.stopped_by, run.step,
+                    run.run_dir)
+    runlog.close()
+    stop.hand_on()  # submitit's requeue on SIGUSR2, if it is there
+
+
+def _finish(run: _Run) -> Path | None:
+    """The last checkpoint (unless this step has one) and the export of the EMA weights."""
+    if run.last_ckpt is None or run.last_ckpt.name != checkpoint_name(run.step):
+        _checkpoint(run)
+    return _export(run.cfg, run.domain, run.opts, run.model, run.ema, run.run_dir, run.seed, run.step, run.info)
 
 
 def _accumulate_gradients(train_module: nn.Module, loss_fn, domain, stream: DataStream, g: torch.Generator,
                           autocast, *, step: int, seed: int, opts: TrainerOptions, info: DistInfo,
-                          pass_generator: bool) -> tuple[torch.Tensor, list]:
+                          pass_generator: bool, pass_step: bool = False) -> tuple[torch.Tensor, list]:
     """Forward and backward over this rank's `grad_accum` micro-batches of one optimizer step.
 
     Returns stats (loss sum over finite micro-steps, micro-steps, non-finite losses, and two
@@ -336,6 +429,8 @@ def _accumulate_gradients(train_module: nn.Module, loss_fn, domain, stream: Data
         torch.manual_seed(derive_seed(seed, 0x6E7, step, info.rank, m))  # dropout etc. inside the network
         _cond_dropout(batch, opts.cond_dropout, g)
         extra = {"generator": g} if pass_generator else {}
+        if pass_step:
+            extra["step"] = step
         with _grad_sync(train_module, m == opts.grad_accum - 1):
             with autocast():
                 out = loss_fn(train_module, batch.x, batch.cond, batch.mask, noise=domain.noise_fn(batch, g), **extra)
@@ -378,13 +473,14 @@ def _preview_settings(cfg: DictConfig, opts: TrainerOptions) -> dict[str, Any]:
     return {"sampler": name, "grid": grid, "sampler_options": sampler_options or {}, "options": options}
 
 
-def _log_row(runlog: RunLog, window: dict, step: int, epoch: int, lr: float, batch_size: int) -> None:
-    elapsed = time.perf_counter() - window["t"]
-    good = window["steps"] - window["skipped"]
-    runlog.row({"step": step, "epoch": epoch, "loss": window["loss"] / max(window["n"], 1), "lr": lr,
-                "grad_norm": window["norm"] / max(good, 1), "samples_per_s": batch_size * window["steps"] / max(elapsed, 1e-9),
-                "skipped": window["skipped"], "elapsed_s": round(elapsed, 3)})
-    window.update(loss=0.0, n=0, steps=0, skipped=0, norm=0.0, t=time.perf_counter())
+def _log_row(runlog: RunLog, window: _Window, step: int, epoch: int, lr: float, batch_size: int) -> None:
+    elapsed = time.perf_counter() - window.t
+    good = window.steps - window.skipped
+    runlog.row({"step": step, "epoch": epoch, "loss": window.loss / max(window.n, 1), "lr": lr,
+                "grad_norm": window.norm / max(good, 1), "samples_per_s": batch_size * window.steps / max(elapsed, 1e-9),
+                "skipped": window.skipped, "elapsed_s": round(elapsed, 3)})
+    window.loss, window.n, window.steps, window.skipped, window.norm = 0.0, 0, 0, 0, 0.0
+    window.t = time.perf_counter()
 
 
 def _report_nonfinite(step: int, draws: list, bad_loss: float, norm: float, in_row: int, opts: TrainerOptions,
