@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from .domain import Domain
 from .guidance import cfg, known_region
+from .options import check_guidance, check_something_to_guide, whole
 from .samplers import get_sampler
 from .schedules import karras_sigmas
 from .training.distributed import derive_seed
@@ -27,30 +28,37 @@ def generate(domain: Domain, denoiser: Callable, n: int, *, sampler: str = "heun
     Returns the decoded samples and the model-space tensor (one tensor per batch, in a list, when
     a domain's batches differ in shape, e.g. variable sizes without padding).
     """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = whole(n, "n", low=1)
+    steps = whole(steps, "steps", low=1)
+    check_guidance(guidance, guidance_rescale, guidance_interval)
     solve = get_sampler(sampler)
     sigmas = (grid or karras_sigmas)(steps).to(device)
-    batch_size = batch_size or n
+    batch_size = whole(batch_size or n, "batch_size", low=1)
     samples, xs = [], []
     bar = tqdm(total=n * steps, desc=f"sampling {domain.name}", unit="step", disable=not progress, leave=False)
-    for chunk, start in enumerate(range(0, n, batch_size)):
-        m = min(batch_size, n - start)
-        gen = torch.Generator(device).manual_seed(derive_seed(seed, chunk))  # seed=1 never replays seed=0's chunk 1
-        batch = domain.sampling_batch(m, generator=gen, **options).to(device)
-        noise = domain.noise_fn(batch, gen)
-        D = denoiser
-        if guidance != 1.0 or guidance_rescale:
-            kw = {} if guidance_interval is None else {"interval": tuple(guidance_interval)}
-            D = cfg(D, guidance, rescale=guidance_rescale, **kw)
-        if batch.known is not None:
-            D = known_region(D, batch.known, batch.known_mask, noise(batch.known))
-        x = sigmas[0] * noise(torch.zeros_like(batch.x))
-        with torch.no_grad():
-            x = solve(D, x, sigmas, batch.cond, noise=noise, callback=lambda info: bar.update(m),
-                      **(sampler_options or {}))
-        samples.extend(domain.decode(x, batch))
-        xs.append(x.cpu())
-    bar.close()
+    try:  # the bar is cleared on an error too, so the error's line stands alone
+        for chunk, start in enumerate(range(0, n, batch_size)):
+            m = min(batch_size, n - start)
+            gen = torch.Generator(device).manual_seed(derive_seed(seed, chunk))  # seed=1 never replays seed=0's chunk 1
+            batch = domain.sampling_batch(m, generator=gen, **options).to(device)
+            noise = domain.noise_fn(batch, gen)
+            D = denoiser
+            if chunk == 0 and guidance != 1.0:  # before any work: refuse guidance that changes nothing
+                probe = torch.Generator(device).manual_seed(0)  # leaves the samples' generator untouched
+                x_probe = sigmas[0] * torch.randn(batch.x.shape, generator=probe, device=device).to(batch.x.dtype)
+                check_something_to_guide(denoiser, x_probe, sigmas[0], batch.cond, guidance)
+            if guidance != 1.0 or guidance_rescale:
+                kw = {} if guidance_interval is None else {"interval": tuple(guidance_interval)}
+                D = cfg(D, guidance, rescale=guidance_rescale, **kw)
+            if batch.known is not None:
+                D = known_region(D, batch.known, batch.known_mask, noise(batch.known))
+            x = sigmas[0] * noise(torch.zeros_like(batch.x))
+            with torch.no_grad():
+                x = solve(D, x, sigmas, batch.cond, noise=noise, callback=lambda info: bar.update(m),
+                          **(sampler_options or {}))
+            samples.extend(domain.decode(x, batch))
+            xs.append(x.cpu())
+    finally:
+        bar.close()
     same = all(x.shape[1:] == xs[0].shape[1:] for x in xs)
     return samples, torch.cat(xs) if same else xs

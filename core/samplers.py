@@ -19,6 +19,7 @@ from typing import Any, Callable, Literal
 import torch
 from torch import Tensor
 
+from .errors import UserError
 from .schedules import check_sigmas
 
 Denoiser = Callable[..., Tensor]
@@ -320,7 +321,7 @@ def get_sampler(name: str) -> Callable[..., Tensor]:
     try:
         return SAMPLERS[name]
     except KeyError:
-        raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(sorted(SAMPLERS))}") from None
+        raise UserError(f"unknown sampler {name!r}; choose one of {', '.join(sorted(SAMPLERS))}") from None
 
 
 def steps_for_evaluations(name: str, evaluations: int) -> int:
