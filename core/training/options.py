@@ -43,6 +43,12 @@ class TrainerOptions:
     preview_n: int = 8
     preview_sampler: str | None = None
     preview_steps: int = 16
+    eval_every: int = 1000  # periodic evaluation (core/training/periodic_eval.py); 0 = never
+    eval_n: int = 16
+    eval_steps: int = 32
+    eval_options: dict = field(default_factory=dict)  # passed to domain.evaluate, over evaluate_options
+    eval_metric: str | None = None
+    eval_media: int = 4
     progress: bool = True
     tensorboard: bool = True
 
@@ -62,13 +68,19 @@ class TrainerOptions:
         return opts
 
     def check(self) -> None:
-        positive = ("steps", "batch_size", "grad_accum", "max_nonfinite", "log_every", "preview_n", "preview_steps")
+        positive = ("steps", "batch_size", "grad_accum", "max_nonfinite", "log_every", "preview_n", "preview_steps",
+                    "eval_n", "eval_steps")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup", "num_workers", "checkpoint_every", "keep_checkpoints", "preview_every"):
+        for name in ("warmup", "num_workers", "checkpoint_every", "keep_checkpoints", "preview_every", "eval_every",
+                     "eval_media"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"trainer.{name} must be >= 0, got {getattr(self, name)}")
+        if self.eval_options is None:
+            self.eval_options = {}
+        if not isinstance(self.eval_options, dict):
+            raise ValueError(f"trainer.eval_options must be a mapping of domain.evaluate options, got {self.eval_options!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"trainer.lr must be a positive number, got {self.lr}")
         if not 0.0 <= self.cond_dropout < 1.0:

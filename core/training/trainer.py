@@ -10,7 +10,8 @@ different noise, and a resumed run draws what an uninterrupted one would have.
 
 Outputs under ``run_dir``: ``checkpoints/step_<N>/`` (resumable), ``export/weights.safetensors``
 (EMA weights + config, for ``diffsuite sample``), ``log.csv``, ``tb/``, ``train.log``,
-``previews/``, ``config.yaml``.
+``previews/``, ``config.yaml``, and with ``trainer.eval_every``: ``evals/step_<N>/`` (samples and
+``figures.json``) and ``evals.csv`` (``core/training/periodic_eval.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 import signal
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from .export import export_weights, load_exported
 from .lr import lr_factor, lr_scheduler
 from .options import TrainerOptions
 from .parallelize import ParallelOptions, parallelize
+from .periodic_eval import make_periodic_eval
 from .preview import write_preview
 from .run_log import RunLog
 from .stop import StopRequest
@@ -218,6 +220,7 @@ class _Run:
     autocast: Any = None
     generator: torch.Generator | None = None
     preview: dict[str, Any] | None = None
+    evaluator: Any = None  # periodic_eval.PeriodicEval when trainer.eval_every > 0
     last_ckpt: Path | None = None
     stopped_by: str | None = None
 
@@ -306,6 +309,10 @@ def _open_data(run: _Run) -> None:
     run.autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
     run.generator = torch.Generator(device)
     run.preview = _preview_settings(run.cfg, opts)
+    run.evaluator = make_periodic_eval(  # with the run's own sampler group, whatever trainer.preview_sampler says
+        run.domain, run.make_denoiser, run.run_dir, opts, seed=run.seed, device=device,
+        sample_settings=_preview_settings(run.cfg, replace(opts, preview_sampler=None)),
+        evaluate_options=config_options(run.cfg, "evaluate_options"))
 
 
 @dataclass
@@ -371,6 +378,13 @@ def _after_step(run: _Run, window: _Window, runlog: RunLog) -> None:
             write_preview(run.domain, run.make_denoiser, weights, run.run_dir / "previews" / checkpoint_name(step),
                           n=opts.preview_n, steps=opts.preview_steps, seed=run.seed, device=run.info.device,
                           **run.preview)
+        barrier(run.info)
+    if run.evaluator is not None and run.evaluator.due(step):  # EMA weights gathered by all, scored on rank 0
+        weights = run.ema.full_weights(run.model, 0)
+        if run.info.is_main:
+            t0 = time.perf_counter()
+            run.evaluator(step, weights, runlog)
+            window.t += time.perf_counter() - t0  # samples/s counts training alone
         barrier(run.info)
 
 
