@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,12 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from diffsuite.core.domain import Batch, gaussian_noise_fn
+from diffsuite.core.errors import UserError
 from diffsuite.core.noise import check_finite
+from diffsuite.core.options import check_known, number, parse_class, parse_classes, whole
 
-from .features import FeatureSpec, LogMel, MelInverter
+from .classifier import classifier_meta
+from .features import VOCODERS, FeatureSpec, LogMel, make_vocoder
 from .folder import load_folder_features, read_audio, clip_features, scan_folder, split_of
 from .synthetic import SYNTH_CLASSES, SYNTH_VERSION, synth_split
 from .unet import PRESETS
@@ -25,6 +29,35 @@ from .writing import write_clips
 
 log = logging.getLogger(__name__)
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+FSDD_WEIGHTS = "audio_fsdd.safetensors"  # the default checkpoint once it exists: spoken digits (FSDD)
+FSDD_CLASSIFIER = "audio_fsdd_classifier.safetensors"  # its evaluation classifier + reference statistics
+
+
+def default_weights(synthetic: bool) -> str | None:
+    """What pretrained=default names: the FSDD spoken-digit checkpoint when it is shipped (sampling
+    reads the features and classes stored in the file, so the data setting does not matter),
+    else the synthetic-set checkpoint for the embedded data."""
+    if (PRETRAINED_DIR / FSDD_WEIGHTS).is_file():
+        return FSDD_WEIGHTS
+    return "audio_default.safetensors" if synthetic else None
+
+
+def default_classifier(classes: list[str], spec: FeatureSpec) -> str | None:
+    """What classifier=default names: the shipped classifier of the same classes and features."""
+    for name in ("audio_classifier.safetensors", FSDD_CLASSIFIER):
+        path = PRETRAINED_DIR / name
+        if path.is_file():
+            meta = classifier_meta(path)
+            if meta.get("classes") == list(classes) and meta.get("feature_spec") == spec.as_dict():
+                return name
+    return None
+
+
+def _split_key(value: Any) -> str:
+    """A take as text, leading zeros dropped from numbers ('05' and 5 are the same take)."""
+    text = str(value).strip()
+    return str(int(text)) if text.isdigit() else text
+MAX_SECONDS = 3600.0  # seconds= longer than an hour is a typo, not a clip
 
 
 class ClipDataset(Dataset):
@@ -60,12 +93,35 @@ class AudioDomain:
                  feature_offset: float = -9.4, feature_scale: float = 0.17, seconds: float = 1.024,
                  preset: str = "S", sigma_data: float = 0.5, synthetic_per_class: tuple[int, int, int] = (200, 10, 30),
                  val_fraction: float = 0.05, test_fraction: float = 0.1, cache_dir: str | None = None,
-                 pretrained: str | None = "default", classifier: str | None = "default", griffin_lim_iters: int = 32):
+                 pretrained: str | None = "default", classifier: str | None = "default", griffin_lim_iters: int = 32,
+                 f_max: float | None = None, power: float = 2.0, frame_centre: str = "start",
+                 vocoder: str = "griffinlim", griffin_lim_init: str = "zero", hifigan_model: str = "universal",
+                 label_map: dict[str, str] | None = None, split_pattern: str | None = None,
+                 test_split: list[str] | None = None, val_split: list[str] | None = None):
         if preset not in PRESETS:
-            raise ValueError(f"unknown audio preset {preset!r}; expected one of {sorted(PRESETS)}")
+            raise UserError(f"unknown audio preset {preset!r}; expected one of {sorted(PRESETS)}")
         self.data, self.labels, self.label_pattern, self.label_csv = data, labels, label_pattern, label_csv
-        self.spec = FeatureSpec(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
-                                f_min=f_min, offset=feature_offset, scale=feature_scale)
+        try:
+            self.spec = FeatureSpec(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
+                                    f_min=f_min, offset=feature_offset, scale=feature_scale, f_max=f_max,
+                                    power=float(power), frame_centre=frame_centre)
+        except ValueError as e:
+            raise UserError(f"audio features: {e}") from None
+        if vocoder not in VOCODERS:
+            raise UserError(f"unknown audio vocoder {vocoder!r}; expected one of {', '.join(VOCODERS)}")
+        self.vocoder, self.griffin_lim_init, self.hifigan_model = vocoder, griffin_lim_init, hifigan_model
+        self.label_map = None if label_map is None else {str(k): str(v) for k, v in dict(label_map).items()}
+        self.split_pattern = split_pattern
+        self.test_split = None if test_split is None else [_split_key(v) for v in test_split]
+        self.val_split = None if val_split is None else [_split_key(v) for v in val_split]
+        if split_pattern is not None:
+            try:
+                if re.compile(split_pattern).groups != 1:
+                    raise UserError(f"split_pattern {split_pattern!r} must have exactly one group (the take)")
+            except re.error as e:
+                raise UserError(f"split_pattern {split_pattern!r} is not a regular expression ({e})") from None
+            if not self.test_split:
+                raise UserError("split_pattern needs test_split, the held-out values of its group (e.g. [5, 6, 7, 8, 9])")
         self.seconds, self.preset, self.sigma_data = seconds, preset, sigma_data
         self.synthetic_per_class = tuple(synthetic_per_class)
         self.val_fraction, self.test_fraction, self.griffin_lim_iters = val_fraction, test_fraction, griffin_lim_iters
@@ -75,13 +131,13 @@ class AudioDomain:
             classes = list(SYNTH_CLASSES) if self.synthetic else self._scan_classes()
         self.classes = [str(c) for c in classes]
         self._pretrained_arg, self._classifier_arg = pretrained, classifier
-        default = "audio_default.safetensors" if self.synthetic else None
-        self.pretrained = self._resolve(pretrained, default)
-        self.classifier_path = self._resolve(classifier, "audio_classifier.safetensors" if self.synthetic else None)
+        self.pretrained = self._resolve(pretrained, default_weights(self.synthetic))
+        self.classifier_path = self._resolve(classifier, default_classifier(self.classes, self.spec))
         self._logmel = LogMel(self.spec)
         self._splits: dict[str, tuple[list[Tensor], list[int]]] = {}
         self._classifier = None
         self._reference: dict[str, Any] = {}
+        self._vocoders: dict[str, nn.Module] = {}
 
     # --- construction helpers -------------------------------------------------------------
     @staticmethod
@@ -93,9 +149,34 @@ class AudioDomain:
             return p if p is not None and p.is_file() else None
         return Path(arg)
 
-    def _scan_classes(self) -> list[str]:
+    def _scan(self) -> list[tuple[Path, str | None]]:
+        """The folder's files with their labels (through label_map: a label it lacks is None)."""
         entries = scan_folder(self.data, labels=self.labels, pattern=self.label_pattern, csv_path=self.label_csv)
-        return sorted({y for _, y in entries if y is not None})
+        if self.label_map is None:
+            return entries
+        out = []
+        for p, y in entries:
+            if y is not None and y not in self.label_map:
+                log.warning("%s: label %r is not in label_map; skipped", p, y)
+                continue
+            out.append((p, None if y is None else self.label_map[y]))
+        return out
+
+    def _scan_classes(self) -> list[str]:
+        if self.label_map is not None:  # the map's order: {"0": "zero", "1": "one", ...} gives zero=0, one=1
+            return list(dict.fromkeys(self.label_map.values()))
+        return sorted({y for _, y in self._scan() if y is not None})
+
+    def split_of(self, path: Path, root: Path) -> str | None:
+        """train / val / test: by split_pattern's group (the take) when given, else by a hash of the path."""
+        if self.split_pattern is None:
+            return split_of(path, root, self.val_fraction, self.test_fraction)
+        m = re.search(self.split_pattern, path.name)
+        if m is None:
+            log.warning("%s: file name does not match split_pattern %r; skipped", path, self.split_pattern)
+            return None
+        key = _split_key(m.group(1))
+        return "test" if key in self.test_split else "val" if key in (self.val_split or []) else "train"
 
     @property
     def num_classes(self) -> int:
@@ -125,7 +206,10 @@ class AudioDomain:
                 "preset": self.preset, "sigma_data": self.sigma_data, "synthetic_per_class": list(self.synthetic_per_class),
                 "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
                 "cache_dir": None, "pretrained": self._pretrained_arg, "classifier": self._classifier_arg,
-                "griffin_lim_iters": self.griffin_lim_iters}
+                "griffin_lim_iters": self.griffin_lim_iters, "f_max": s.f_max, "power": s.power,
+                "frame_centre": s.frame_centre, "vocoder": self.vocoder, "griffin_lim_init": self.griffin_lim_init,
+                "hifigan_model": self.hifigan_model, "label_map": self.label_map, "split_pattern": self.split_pattern,
+                "test_split": self.test_split, "val_split": self.val_split}
 
     # --- data -------------------------------------------------------------------------------
     def split_features(self, split: str) -> tuple[list[Tensor], list[int]]:
@@ -160,18 +244,18 @@ class AudioDomain:
 
     def _load_folder(self, split: str):
         root = Path(self.data)
-        entries = scan_folder(root, labels=self.labels, pattern=self.label_pattern, csv_path=self.label_csv)
+        entries = self._scan()
         index = {c: i for i, c in enumerate(self.classes)}
         chosen = []
         for p, y in entries:
-            if split_of(p, root, self.val_fraction, self.test_fraction) != split:
+            if self.split_of(p, root) != split:
                 continue
             if y is not None and y not in index:
                 log.warning("%s: label %r is not one of the model's classes %s; skipped", p, y, self.classes)
                 continue
             chosen.append((p, -1 if y is None else index[y]))
         if not chosen:
-            raise ValueError(f"{root}: the {split!r} split is empty (val_fraction={self.val_fraction}, "
+            raise UserError(f"{root}: the {split!r} split is empty (val_fraction={self.val_fraction}, "
                              f"test_fraction={self.test_fraction})")
         clips = load_folder_features(chosen, self.spec, self.cache_dir)
         return clips.features, clips.labels
@@ -205,19 +289,7 @@ class AudioDomain:
     # --- sampling ---------------------------------------------------------------------------
     def resolve_class(self, value: Any) -> int:
         """A class index from an index or a class name; -1 (or 'none') is unconditional."""
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "uncond")):
-            return -1
-        if isinstance(value, str) and value in self.classes:
-            return self.classes.index(value)
-        try:
-            k = int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"unknown class {value!r}; the model knows {self.num_classes} classes: "
-                             f"{', '.join(f'{i}={c}' for i, c in enumerate(self.classes))}") from None
-        if not -1 <= k < self.num_classes:
-            raise ValueError(f"class {k} is outside the model's {self.num_classes} classes (0..{self.num_classes - 1}): "
-                             f"{', '.join(f'{i}={c}' for i, c in enumerate(self.classes))}")
-        return k
+        return parse_class(value, self.classes)
 
     def clip_features(self, path: str | Path) -> Tensor:
         """(M, T) normalised log-mel of one audio file (errors name the file)."""
@@ -228,35 +300,33 @@ class AudioDomain:
         seconds (length; rounded up to the model's time stride), clip (an audio file) with either
         infill=[start, end] (seconds of the clip to regenerate) or keep=SECONDS (continuation: keep
         the clip's first SECONDS, default all of it, and generate up to `seconds`)."""
-        unknown = set(options) - {"class", "seconds", "clip", "infill", "keep"}
-        if unknown:
-            raise ValueError(f"unknown audio sampling option(s) {sorted(unknown)}; expected class, seconds, clip, infill, keep")
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        cls = options.get("class")
+        check_known(options, ("class", "seconds", "clip", "infill", "keep", "vocoder"), "audio sampling")
+        vocoder = options.get("vocoder")
+        if vocoder is not None and vocoder not in VOCODERS:
+            raise UserError(f"vocoder={vocoder!r} is not one of {', '.join(VOCODERS)}")
+        n = whole(n, "n", low=1)
+        cls = parse_classes(options.get("class"), self.classes, n)
         if cls is None:
             labels = torch.arange(n) % self.num_classes if self.num_classes else torch.full((n,), -1)
         else:
-            labels = torch.full((n,), self.resolve_class(cls))
+            labels = torch.tensor(cls)
         seconds = options.get("seconds")
-        seconds = self.seconds if seconds is None else float(seconds)
-        if not seconds > 0:
-            raise ValueError(f"seconds must be > 0, got {seconds}")
+        seconds = self.seconds if seconds is None else number(seconds, "seconds", low=0.0, low_open=True, high=MAX_SECONDS)
         frames = self.round_frames(self.spec.seconds_to_frames(seconds))
         known = known_mask = None
         clip, infill, keep = options.get("clip"), options.get("infill"), options.get("keep")
         if clip is None and (infill is not None or keep is not None):
-            raise ValueError("infill= and keep= need clip=PATH, the audio file to fill in or continue")
+            raise UserError("infill= and keep= need clip=PATH, the audio file to fill in or continue")
         if clip is not None:
             feats = self.clip_features(clip)  # (M, Tc)
             Tc = feats.shape[-1]
             if infill is not None:
                 if keep is not None:
-                    raise ValueError("give either infill=[start, end] or keep=SECONDS, not both")
+                    raise UserError("give either infill=[start, end] or keep=SECONDS, not both")
                 start, end = (float(v) for v in infill)
                 a, b = int(start * self.spec.sample_rate / self.spec.hop_length), self.spec.seconds_to_frames(end)
                 if not 0 <= a < b <= Tc:
-                    raise ValueError(f"infill span [{start}, {end}] s is not inside {clip} "
+                    raise UserError(f"infill span [{start}, {end}] s is not inside {clip} "
                                      f"({self.spec.frames_to_seconds(Tc):.3f} s)")
                 frames = self.round_frames(Tc)
                 keep_mask = torch.ones(frames)
@@ -265,9 +335,9 @@ class AudioDomain:
             else:
                 k = Tc if keep is None else self.spec.seconds_to_frames(float(keep))
                 if not 0 < k <= Tc:
-                    raise ValueError(f"keep={keep} s is not within {clip} ({self.spec.frames_to_seconds(Tc):.3f} s)")
+                    raise UserError(f"keep={keep} s is not within {clip} ({self.spec.frames_to_seconds(Tc):.3f} s)")
                 if k >= frames:
-                    raise ValueError(f"continuing {clip}: the kept {self.spec.frames_to_seconds(k):.3f} s is not shorter "
+                    raise UserError(f"continuing {clip}: the kept {self.spec.frames_to_seconds(k):.3f} s is not shorter "
                                      f"than seconds={seconds}; ask for a longer result")
                 keep_mask = torch.zeros(frames)
                 keep_mask[:k] = 1
@@ -276,19 +346,35 @@ class AudioDomain:
             known = full.expand(n, 1, -1, -1).clone()  # (n, 1, M, T)
             known_mask = keep_mask.reshape(1, 1, 1, frames).expand(n, 1, self.spec.n_mels, frames).clone()
         x = torch.zeros(n, 1, self.spec.n_mels, frames)
-        meta = {"labels": labels.tolist(), "frames": frames, "clip": None if clip is None else str(clip)}
+        meta = {"labels": labels.tolist(), "frames": frames, "clip": None if clip is None else str(clip), "vocoder": vocoder}
         return Batch(x=x, cond={"class": labels}, known=known, known_mask=known_mask, meta=meta)
 
     def decode(self, x: Tensor, batch: Batch) -> list[dict[str, Any]]:
         check_finite(x, "audio decode: sampled spectrograms")
         x = x.detach().float().cpu()
-        inverter = MelInverter(self.spec, n_iter=self.griffin_lim_iters)
         with torch.no_grad():
-            waves = inverter(x[:, 0])  # (B, T * hop)
+            waves = self.vocode(x[:, 0], batch.meta.get("vocoder"))  # (B, T * hop)
         labels = batch.meta.get("labels") or batch.cond["class"].tolist()
         return [{"wave": w.numpy(), "sample_rate": self.spec.sample_rate, "label": int(y),
                  "class_name": self.classes[y] if 0 <= y < self.num_classes else "unconditional",
                  "features": f[0].numpy()} for w, f, y in zip(waves, x, labels)]
+
+    def vocoder_module(self, name: str | None = None) -> nn.Module:
+        """The features -> waveform module: the domain's `vocoder`, or `name` (griffinlim | hifigan)."""
+        name = name or self.vocoder
+        if name not in self._vocoders:
+            try:
+                self._vocoders[name] = make_vocoder(name, self.spec, griffin_lim_iters=self.griffin_lim_iters,
+                                                    griffin_lim_init=self.griffin_lim_init, hifigan_model=self.hifigan_model)
+            except ValueError as e:
+                raise UserError(str(e)) from None
+        return self._vocoders[name]
+
+    def vocode(self, x: Tensor, name: str | None = None, batch_size: int = 16) -> Tensor:
+        """(N, M, T) normalised log-mel -> (N, T * hop) waveforms, in batches."""
+        net = self.vocoder_module(name)
+        with torch.no_grad():
+            return torch.cat([net(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
     def write(self, samples: list[Any], out_dir: Path) -> list[Path]:
         return write_clips(samples, out_dir)

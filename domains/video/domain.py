@@ -18,7 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from diffsuite.core.domain import Batch, gaussian_noise_fn
+from diffsuite.core.errors import UserError
 from diffsuite.core.noise import check_finite
+from diffsuite.core.options import check_known, parse_classes, whole
 
 from .moving_digits import NUM_CLASSES, MovingDigits
 from .transformer import PRESETS
@@ -41,7 +43,7 @@ def _index_list(value: Any, name: str) -> list[int]:
     try:
         return [int(v) for v in value]
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name}={value!r} is not an integer or a list of integers") from e
+        raise UserError(f"{name}={value!r} is not an integer or a list of integers") from e
 
 
 class VideoDomain:
@@ -54,7 +56,7 @@ class VideoDomain:
                  fps: int = 8, cache_dir: str | None = None, classifier: str | None = None,
                  pretrained: str | None = "auto"):
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+            raise UserError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
         size = [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
         self.sigma_data, self.preset, self.data = float(sigma_data), preset, str(data)
         self.frames, self.size, self.patch = int(frames), size, [int(p) for p in patch]
@@ -77,7 +79,7 @@ class VideoDomain:
         bad = [f"{n}={v}" for n, v, p in zip(("frames", "height", "width"), (frames, height, width), self.patch)
                if v < p or v % p]
         if bad:
-            raise ValueError(f"{', '.join(bad)} must be positive multiples of the tubelet patch "
+            raise UserError(f"{', '.join(bad)} must be positive multiples of the tubelet patch "
                              f"(pt, ph, pw) = {tuple(self.patch)}")
 
     def _folder(self, split: str, frames: int, size: list[int]) -> VideoFolder:
@@ -123,12 +125,9 @@ class VideoDomain:
         """Options: ``class`` (int, list or None), ``frames``, ``height``, ``width``, ``given`` (k for
         the first k frames, or a list of frame indices), ``given_from`` (a video file or frame
         folder; default: held-out clips of the data), ``given_start`` (first frame in that file)."""
-        unknown = set(options) - {"class", "frames", "height", "width", "given", "given_from", "given_start"}
-        if unknown:
-            raise ValueError(f"unknown video sampling option(s) {sorted(unknown)}")
-        T = int(options.get("frames") or self.frames)
-        H = int(options.get("height") or self.size[0])
-        W = int(options.get("width") or self.size[1])
+        check_known(options, ("class", "frames", "height", "width", "given", "given_from", "given_start"), "video sampling")
+        T, H, W = (default if options.get(key) is None else whole(options[key], key, low=1)  # frames=0 is an error
+                   for key, default in (("frames", self.frames), ("height", self.size[0]), ("width", self.size[1])))
         self.check_size(T, H, W)
         labels = self._labels(n, options.get("class"))
         meta: dict[str, Any] = {"labels": labels.tolist(), "given": [], "truth": None, "truth_labels": [-1] * n,
@@ -136,20 +135,25 @@ class VideoDomain:
         batch = Batch(x=torch.zeros(n, self.channels, T, H, W), cond={"class": labels}, meta=meta)
         given = options.get("given")
         if given is None or given == [] or given == 0:
+            for key in ("given_from", "given_start"):
+                if options.get(key) is not None:
+                    raise UserError(f"{key}={options[key]!r} needs given=K (the first K frames) or given=[i, j, ...]")
             return batch
+        if options.get("given_start") is not None and not options.get("given_from"):
+            raise UserError(f"given_start={options['given_start']!r} is a frame of given_from=FILE; give given_from too")
         if isinstance(given, (int, np.integer)) or (isinstance(given, str) and given.strip().isdigit()):
             k = int(given)
             if not 0 < k < T:
-                raise ValueError(f"given={k} first frames must be between 1 and frames-1={T - 1}")
+                raise UserError(f"given={k} first frames must be between 1 and frames-1={T - 1}")
             idx = list(range(k))
         else:
             idx = sorted(set(_index_list(given, "given")))
             if not idx or idx[0] < 0 or idx[-1] >= T:
-                raise ValueError(f"given frame indices {idx} must lie in [0, {T - 1}]")
+                raise UserError(f"given frame indices {idx} must lie in [0, {T - 1}]")
             if len(idx) == T:
-                raise ValueError(f"given={idx} gives every frame; nothing is left to generate")
+                raise UserError(f"given={idx} gives every frame; nothing is left to generate")
         truth, truth_labels, sources = self._given_clips(n, T, [H, W], options.get("given_from"),
-                                                        int(options.get("given_start") or 0))
+                                                        whole(options.get("given_start") or 0, "given_start", low=0))
         mask = torch.zeros(n, 1, T, 1, 1)
         mask[:, :, idx] = 1
         batch.known, batch.known_mask = truth * 2 - 1, mask
@@ -157,18 +161,10 @@ class VideoDomain:
         return batch
 
     def _labels(self, n: int, value: Any) -> Tensor:
-        if value is None or value == "" or value == -1:
-            return torch.full((n,), -1, dtype=torch.long)
-        labels = _index_list(value, "class")
-        classes = self.num_classes()
-        for c in labels:
-            if not 0 <= c < classes:
-                raise ValueError(f"class={c} is outside the {classes} classes of this data (0..{classes - 1})")
-        if len(labels) == 1:
-            labels = labels * n
-        if len(labels) != n:
-            raise ValueError(f"class gives {len(labels)} labels for n={n} samples; give one or n")
-        return torch.tensor(labels, dtype=torch.long)
+        """class=: None (unconditional), an index or name, or one per sample (core.options.parse_classes)."""
+        names = self.classes if self.classes else self.num_classes()
+        labels = parse_classes(None if value == "" else value, names, n)
+        return torch.full((n,), -1, dtype=torch.long) if labels is None else torch.tensor(labels, dtype=torch.long)
 
     def _given_clips(self, n: int, T: int, size: list[int], given_from: str | None, start: int):
         if given_from:
@@ -176,7 +172,7 @@ class VideoDomain:
             return clip[None].expand(n, *clip.shape).clone(), [-1] * n, [f"{given_from}@{start}"] * n
         data = self.dataset("test", frames=T, size=size)
         if len(data) < n:
-            raise ValueError(f"the held-out split has {len(data)} clips; asked for {n} given-frame samples")
+            raise UserError(f"the held-out split has {len(data)} clips; asked for {n} given-frame samples")
         items = [data[i] for i in range(n)]
         return torch.stack([it["video"] for it in items]), [it["label"] for it in items], [it["name"] for it in items]
 
