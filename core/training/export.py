@@ -15,6 +15,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from ..errors import MissingFileError, UserError, WouldOverwriteError
+
 ALLOWED_TARGET_PREFIXES = ("diffsuite.",)
 LEGACY_TARGET_PREFIXES = ("core.", "domains.")  # exports written before the diffsuite namespace
 
@@ -23,7 +25,7 @@ def export_weights(path: str | Path, state_dict: dict[str, torch.Tensor], config
     """Write weights + config atomically (temp file, fsync, rename); refuse to overwrite."""
     path = Path(path)
     if path.exists():
-        raise FileExistsError(f"{path} exists; exported weights are never overwritten")
+        raise WouldOverwriteError(f"{path} exists; exported weights are never overwritten")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -42,18 +44,39 @@ def export_weights(path: str | Path, state_dict: dict[str, torch.Tensor], config
 def load_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no exported weights at {path}")
+        raise MissingFileError(f"no exported weights at {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
-    if "diffsuite_config" not in meta:
-        raise ValueError(f"{path} holds no diffsuite config; was it written by export_weights?")
+        raise UserError(f"{path} is not a readable safetensors file: {e}") from e
+    kind = weights_kind(meta)
+    if kind != "denoiser":
+        raise UserError(f"{path} holds {kind}, not denoiser weights; checkpoint= expects the "
+                        "export/weights.safetensors that `diffsuite train` writes")
     config = json.loads(meta["diffsuite_config"])
     _check_targets(config, str(path))
     return state, config
+
+
+def weights_kind(meta: dict[str, str]) -> str:
+    """What a safetensors file's metadata says it holds: "denoiser", or a phrase naming the other
+    thing (a domain's classifier, whose file is for evaluate's classifier=, or an unknown file)."""
+    if "classifier_config" in meta:  # the video classifier's first format
+        return "a video classifier (the weights evaluate's classifier= takes)"
+    try:
+        config = json.loads(meta.get("diffsuite_config", "null"))
+    except json.JSONDecodeError:
+        config = None
+    if not isinstance(config, dict):
+        return "no diffsuite config (a safetensors file not written by diffsuite)"
+    if "domain" in config and "model" in config:
+        return "denoiser"
+    kind = str(config.get("kind", "something else"))
+    if kind.endswith("_classifier"):
+        return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind.replace('_', ' ')} (the weights evaluate's classifier= takes)"
+    return f"{kind.replace('_', ' ')} weights"
 
 
 def _check_targets(node: Any, where: str) -> None:
@@ -63,7 +86,7 @@ def _check_targets(node: Any, where: str) -> None:
         if t is not None and str(t).startswith(LEGACY_TARGET_PREFIXES):
             node["_target_"] = t = f"diffsuite.{t}"
         if t is not None and not str(t).startswith(ALLOWED_TARGET_PREFIXES):
-            raise ValueError(f"{where}: refusing to build {t!r}; stored configs may only name diffsuite.*")
+            raise UserError(f"{where}: refusing to build {t!r}; stored configs may only name diffsuite.*")
         for v in node.values():
             _check_targets(v, where)
     elif isinstance(node, list):
@@ -78,9 +101,9 @@ def build_from_export(path: str | Path, device: str | torch.device = "cpu", expe
     state, config = load_exported(path)
     domain = instantiate(config["domain"])
     if expect_domain is not None and domain.name != expect_domain:
-        raise ValueError(f"{path} holds a {domain.name!r} model, not a {expect_domain!r} one")
+        raise UserError(f"{path} holds a {domain.name!r} model, not a {expect_domain!r} one; pass domain={domain.name}")
     denoiser = instantiate(config["model"]["precond"])(domain.network())
     missing, unexpected = denoiser.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path} does not fit the network its config builds: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise UserError(f"{path} does not fit the network its config builds: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return domain, denoiser.to(device).eval(), config
