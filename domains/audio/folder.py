@@ -2,20 +2,19 @@
 resampled with torchaudio, labelled from sub-folder names, a filename pattern or a CSV
 (``path,label``), turned into log-mel features once and cached on disk.
 
-A file that cannot be read (corrupt, empty, shorter than one frame) is reported with a warning
-and skipped, so one broken clip never ends a long run; reading that file alone raises an error
-that names it.
+A file that cannot be read (corrupt, empty, too short for one analysis frame) is reported with a
+warning naming it and skipped, so one broken clip never ends a long run; reading that file alone
+raises a ``UserError`` that names it. Labels from a CSV and the train/val/test split are the
+core's (``core.labels``, ``core.splits``), as in every domain.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
 import os
 import re
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,6 +24,11 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 from torch import Tensor
+
+from diffsuite.core.errors import MissingFileError, UserError
+from diffsuite.core.labels import read_label_csv
+from diffsuite.core.splits import path_key
+from diffsuite.core.splits import split_of as split_of_key
 
 from .features import FeatureSpec, LogMel
 
@@ -40,23 +44,36 @@ def read_audio(path: str | Path, sample_rate: int) -> Tensor:
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as e:
-        raise ValueError(f"{path}: cannot read audio ({e})") from e
+        if not path.exists():
+            raise MissingFileError(f"no audio file at {path}") from e
+        raise UserError(f"{path}: cannot read audio ({' '.join(str(e).split())})") from e
     if data.shape[0] == 0:
-        raise ValueError(f"{path}: the file holds no samples")
+        raise UserError(f"{path}: the file holds no samples")
     if not np.isfinite(data).all():
-        raise ValueError(f"{path}: the file holds non-finite samples")
+        raise UserError(f"{path}: the file holds non-finite samples")
     wave = torch.from_numpy(data.mean(axis=1))  # (samples,) mono mix-down
     if sr != sample_rate:
         wave = AF.resample(wave, sr, sample_rate)
     return wave
 
 
+def min_samples(spec: FeatureSpec) -> int:
+    """The shortest clip that gives a frame: one hop, and more than half the FFT window (the STFT
+    pads each end by half a window, by reflection, which needs that many samples)."""
+    return max(spec.hop_length, spec.n_fft // 2 + 1)
+
+
 def clip_features(wave: Tensor, logmel: LogMel, where: str) -> Tensor:
-    """(samples,) -> (n_mels, frames); refuses a clip shorter than one frame."""
-    hop = logmel.spec.hop_length
-    if wave.shape[-1] < hop:
-        raise ValueError(f"{where}: {wave.shape[-1]} samples is shorter than one frame ({hop} samples)")
-    return logmel(wave)
+    """(samples,) -> (n_mels, frames); a clip too short for one frame is an error naming it."""
+    need = min_samples(logmel.spec)
+    if wave.shape[-1] < need:
+        raise UserError(f"{where}: {wave.shape[-1]} samples at {logmel.spec.sample_rate} Hz is shorter than one frame; "
+                        f"a clip needs at least {need} (one {logmel.spec.hop_length}-sample hop and over half the "
+                        f"{logmel.spec.n_fft}-sample FFT window)")
+    try:
+        return logmel(wave)
+    except RuntimeError as e:  # any other analysis failure still names the file
+        raise UserError(f"{where}: cannot compute its spectrogram ({' '.join(str(e).split())})") from e
 
 
 def scan_folder(root: str | Path, *, labels: LabelSource = "subfolder", pattern: str | None = None,
@@ -64,25 +81,30 @@ def scan_folder(root: str | Path, *, labels: LabelSource = "subfolder", pattern:
     """Audio files under `root` (sorted) with their label names."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"audio data folder {root} does not exist")
+        raise MissingFileError(f"audio data folder {root} does not exist")
     if labels == "csv":
         return _scan_csv(root, csv_path)
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
     if not files:
-        raise ValueError(f"{root} holds no {'/'.join(AUDIO_EXTENSIONS)} files")
+        raise UserError(f"{root} holds no {'/'.join(AUDIO_EXTENSIONS)} files")
     if labels == "none":
         return [(p, None) for p in files]
     if labels == "subfolder":
         out = [(p, p.parent.relative_to(root).parts[0]) for p in files if p.parent != root]
         if not out:
-            raise ValueError(f"{root}: labels='subfolder' but no file sits in a sub-folder")
+            raise UserError(f"{root}: labels='subfolder' but no file sits in a sub-folder")
         if len(out) < len(files):
             log.warning("%s: %d file(s) outside any sub-folder have no label and are skipped", root, len(files) - len(out))
         return out
     if labels == "regex":
         if not pattern:
-            raise ValueError("labels='regex' needs label_pattern, a regular expression with one group")
-        rx = re.compile(pattern)
+            raise UserError("labels='regex' needs label_pattern, a regular expression with one group")
+        try:
+            rx = re.compile(pattern)
+        except re.error as e:
+            raise UserError(f"label_pattern={pattern!r} is not a regular expression ({e})") from None
+        if rx.groups != 1:
+            raise UserError(f"label_pattern={pattern!r} must have exactly one (group), the label; it has {rx.groups}")
         out = []
         for p in files:
             m = rx.search(p.name)
@@ -91,40 +113,35 @@ def scan_folder(root: str | Path, *, labels: LabelSource = "subfolder", pattern:
                 continue
             out.append((p, m.group(1)))
         if not out:
-            raise ValueError(f"{root}: no file name matches label pattern {pattern!r}")
+            raise UserError(f"{root}: no file name matches label pattern {pattern!r}")
         return out
-    raise ValueError(f"unknown label source {labels!r}; expected subfolder, regex, csv or none")
+    raise UserError(f"labels={labels!r} is not a label source; expected subfolder, regex, csv or none")
 
 
 def _scan_csv(root: Path, csv_path: str | Path | None) -> list[tuple[Path, str | None]]:
+    """The files a label CSV lists (core.labels.read_label_csv); a listed file that is
+    missing is reported and skipped."""
     if csv_path is None:
-        raise ValueError("labels='csv' needs label_csv, a file of 'path,label' rows")
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"label CSV {csv_path} does not exist")
+        raise UserError("labels='csv' needs label_csv, a file of 'path,label' rows")
     out = []
-    with open(csv_path, newline="") as f:
-        for i, row in enumerate(csv.reader(f), start=1):
-            if not row or row[0].strip().lower() == "path":
-                continue
-            if len(row) < 2:
-                log.warning("%s line %d: expected 'path,label', got %r; skipped", csv_path, i, row)
-                continue
-            p = Path(row[0].strip())
-            p = p if p.is_absolute() else root / p
-            if not p.is_file():
-                log.warning("%s line %d: %s does not exist; skipped", csv_path, i, p)
-                continue
-            out.append((p, row[1].strip()))
+    for rel, label in read_label_csv(csv_path).items():  # in the order the CSV lists them
+        p = Path(rel) if Path(rel).is_absolute() else root / rel
+        if not p.is_file():
+            log.warning("%s: %s does not exist; skipped", csv_path, p)
+            continue
+        out.append((p, label))
     if not out:
-        raise ValueError(f"{csv_path}: no usable 'path,label' rows")
+        raise UserError(f"{csv_path}: none of the files it lists exists under {root}")
     return out
 
 
 def split_of(path: Path, root: Path, val_fraction: float, test_fraction: float) -> str:
-    """A fixed split from a hash of the relative path: adding files never moves old ones."""
-    u = zlib.crc32(str(path.relative_to(root)).encode()) / 2**32
-    return "test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train"
+    """The file's split: core.splits.split_of over its path relative to `root`."""
+    try:
+        key = path_key(path, root)
+    except ValueError:  # a CSV may list a file outside the root: its absolute path is its key
+        key = Path(path).as_posix()
+    return split_of_key(key, val_fraction, test_fraction)
 
 
 @dataclass
@@ -150,14 +167,14 @@ def load_folder_features(entries: list[tuple[Path, int]], spec: FeatureSpec, cac
     for p, y in entries:
         try:
             feats.append(clip_features(read_audio(p, spec.sample_rate), logmel, str(p)))
-        except ValueError as e:
+        except ValueError as e:  # UserError: the message names the file
             log.warning("skipping %s", e)
             skipped += 1
             continue
         labels.append(y)
         names.append(str(p))
     if not feats:
-        raise ValueError(f"none of the {len(entries)} files could be read")
+        raise UserError(f"none of the {len(entries)} audio files could be read (each is named in a warning above)")
     if skipped:
         log.warning("%d of %d audio files were unreadable and skipped", skipped, len(entries))
     try:  # a unique temp name per process, renamed into place: ranks building it at once never collide
