@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .domain import Domain
+from .domain import Batch, Domain
 from .guidance import cfg, known_region
 from .options import check_guidance, check_something_to_guide, whole
 from .samplers import get_sampler
@@ -41,21 +41,28 @@ def generate(domain: Domain, denoiser: Callable, n: int, *, sampler: str = "heun
             m = min(batch_size, n - start)
             gen = torch.Generator(device).manual_seed(derive_seed(seed, chunk))  # seed=1 never replays seed=0's chunk 1
             batch = domain.sampling_batch(m, generator=gen, **options).to(device)
-            noise = domain.noise_fn(batch, gen)
-            D = denoiser
             if chunk == 0 and guidance != 1.0:  # before any work: refuse guidance that changes nothing
                 probe = torch.Generator(device).manual_seed(0)  # leaves the samples' generator untouched
                 x_probe = sigmas[0] * torch.randn(batch.x.shape, generator=probe, device=device).to(batch.x.dtype)
                 check_something_to_guide(denoiser, x_probe, sigmas[0], batch.cond, guidance)
-            if guidance != 1.0 or guidance_rescale:
-                kw = {} if guidance_interval is None else {"interval": tuple(guidance_interval)}
-                D = cfg(D, guidance, rescale=guidance_rescale, **kw)
-            if batch.known is not None:
-                D = known_region(D, batch.known, batch.known_mask, noise(batch.known))
-            x = sigmas[0] * noise(torch.zeros_like(batch.x))
-            with torch.no_grad():
-                x = solve(D, x, sigmas, batch.cond, noise=noise, callback=lambda info: bar.update(m),
-                          **(sampler_options or {}))
+
+            def solve_batch(batch: Batch, gen: torch.Generator = gen) -> Tensor:
+                noise = domain.noise_fn(batch, gen)
+                D = denoiser
+                if guidance != 1.0 or guidance_rescale:
+                    kw = {} if guidance_interval is None else {"interval": tuple(guidance_interval)}
+                    D = cfg(D, guidance, rescale=guidance_rescale, **kw)
+                if batch.known is not None:
+                    D = known_region(D, batch.known, batch.known_mask, noise(batch.known))
+                x = sigmas[0] * noise(torch.zeros_like(batch.x))
+                with torch.no_grad():
+                    return solve(D, x, sigmas, batch.cond, noise=noise, callback=lambda info: bar.update(len(batch)),
+                                 **(sampler_options or {}))
+
+            # a domain may split a batch into several solves, in order (video: autoregressive windows for
+            # clips longer than it was trained on); sample_loop(batch, solve_batch) returns the batch's x
+            loop = getattr(domain, "sample_loop", None)
+            x = solve_batch(batch) if loop is None else loop(batch, solve_batch)
             samples.extend(domain.decode(x, batch))
             xs.append(x.cpu())
     finally:
