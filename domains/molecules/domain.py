@@ -36,7 +36,7 @@ from diffsuite.core.options import check_known
 from .dataset import BOND_CLASSES, Encoding, JointEncoding, MoleculeSet, edge_lists, from_molecules
 from .egnn import EGNN_PRESETS
 from .graph_egnn import GRAPH_EGNN_PRESETS
-from .graphs import graph_smiles, load_qm9_graphs
+from .graphs import graph_smiles, qm9_graphs_for
 from .metrics import evaluate_molecules, reference_smiles
 from .molecule import Molecule
 from .qm9 import ELEMENTS as QM9_ELEMENTS
@@ -148,7 +148,6 @@ class MoleculesDomain:
         """The split's rows (as ``qm9_split`` and train_half chose them) with their bonds and formal
         charges; the few rows whose graph does not reproduce QM9's SMILES are left out."""
         full = load_qm9(self.cache_dir)
-        g = load_qm9_graphs(full, QM9_ELEMENTS, self.cache_dir)
         rows = edm_split(split)
         if split == "train" and self.train_half is not None:
             half = len(rows) // 2
@@ -156,19 +155,12 @@ class MoleculesDomain:
         rows = rows[: len(d["n_atoms"])]
         if not np.array_equal(full["index"][rows], d["index"]):
             raise RuntimeError("QM9 rows and graphs are out of step; delete the QM9 caches and retry")
-        ok = g["smiles_ok"][rows]
+        mats, charges, ok = qm9_graphs_for(full, rows, QM9_ELEMENTS, self.cache_dir)
         if not ok.all():
             log.info("QM9 %s: %d of %d molecules left out (their graph does not reproduce the SMILES)", split,
                      int((~ok).sum()), len(ok))
-        rows, d = rows[ok], {k: v[ok] for k, v in d.items()}
-        start = np.concatenate([[0], np.cumsum(g["bond_count"])])
-        mats = []
-        for r, n in zip(rows, d["n_atoms"]):
-            m = np.zeros((int(n), int(n)), np.int64)
-            i, j = g["bond_i"][start[r]:start[r + 1]].astype(np.int64), g["bond_j"][start[r]:start[r + 1]].astype(np.int64)
-            m[i, j] = m[j, i] = g["bond_order"][start[r]:start[r + 1]]
-            mats.append(m)
-        return d, g["charges"][rows].astype(np.int64), edge_lists(mats)
+        d = {k: v[ok] for k, v in d.items()}
+        return d, charges[ok], edge_lists([m for m, keep in zip(mats, ok) if keep])
 
     def _property_stats(self) -> tuple[float, float]:
         """Mean and std of the conditioning property over the training split, computed once."""
@@ -361,18 +353,14 @@ class MoleculesDomain:
     def _qm9_train_graph_smiles(self) -> set[str]:
         """QM9's training molecules as chemists know them: the SMILES of their stored graphs."""
         full = load_qm9(self.cache_dir)
-        g = load_qm9_graphs(full, QM9_ELEMENTS, self.cache_dir)
         rows = edm_split("train")
         if self.train_half is not None:
             rows = rows[: len(rows) // 2] if self.train_half == "first" else rows[len(rows) // 2:]
-        start = np.concatenate([[0], np.cumsum(g["bond_count"])])
+        mats, charges, _ = qm9_graphs_for(full, rows, QM9_ELEMENTS, self.cache_dir)
         out = set()
-        for r in rows:
-            n = int(full["n_atoms"][r])
-            m = np.zeros((n, n), np.int64)
-            i, j = g["bond_i"][start[r]:start[r + 1]].astype(np.int64), g["bond_j"][start[r]:start[r + 1]].astype(np.int64)
-            m[i, j] = m[j, i] = g["bond_order"][start[r]:start[r + 1]]
-            s = graph_smiles([QM9_ELEMENTS[t] for t in full["types"][r, :n]], m, g["charges"][r, :n])
+        for r, m, q in zip(rows, mats, charges):
+            n = len(m)
+            s = graph_smiles([QM9_ELEMENTS[t] for t in full["types"][r, :n]], m, q[:n])
             if s is not None:
                 out.add(s)
         return out

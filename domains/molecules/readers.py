@@ -14,6 +14,7 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 
+from .graphs import kekule_graph
 from .molecule import Molecule
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,12 @@ def from_rdkit(m: Chem.Mol, name: str, where: str = "", *, require_hydrogens: bo
             props[k] = float(m.GetProp(k))
         except ValueError:
             pass
-    return Molecule(els, pos, charges, name=name, properties=props)
+    try:  # the record's own bonds, aromatic ones kekulised; a record RDKit cannot kekulise keeps none
+        bonds = kekule_graph(m, where)[0] if m.GetNumBonds() or m.GetNumAtoms() < 2 else None  # no bond block: unknown
+    except ValueError as e:
+        log.warning("%s; its bonds are dropped (perceived from distances where needed)", e)
+        bonds = None
+    return Molecule(els, pos, charges, name=name, properties=props, bonds=bonds)
 
 
 def read_sdf(path: str | Path, *, limit: int | None = None, require_hydrogens: bool = True) -> list[Molecule]:

@@ -44,11 +44,16 @@ def qm9_vocabulary() -> Vocabulary:
     return Vocabulary(elements=("H", "C", "N", "O", "F"))
 
 
+def qm9_charged_vocabulary() -> Vocabulary:
+    """QM9's elements with the formal charges its graphs carry (zwitterions: N+ and O-, C-)."""
+    return Vocabulary(elements=("H", "C", "N", "O", "F"), charges=(-1, 0, 1))
+
+
 def drug_vocabulary() -> Vocabulary:
     return Vocabulary(elements=("H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I", "B", "Si"), charges=(-1, 0, 1))
 
 
-VOCABULARIES = {"qm9": qm9_vocabulary, "drug": drug_vocabulary}
+VOCABULARIES = {"qm9": qm9_vocabulary, "qm9_charged": qm9_charged_vocabulary, "drug": drug_vocabulary}
 
 
 def make_vocabulary(spec: "str | dict | Vocabulary") -> Vocabulary:
