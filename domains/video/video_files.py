@@ -5,21 +5,30 @@ Labels come from a CSV (``path,label`` with the path relative to the root) or fr
 sub-folder (``root/<class>/clip.mp4``, ``root/<class>/<clip>/0001.png``). A file that cannot
 be read, or that is shorter than a clip, is reported with a warning and skipped; reading one
 file directly (``read_video``) raises an error that names it.
+
+Videos are decoded as a stream: each frame is scaled to [0, 1] by its own bit depth (8-bit,
+16-bit PNG, float), resized and cropped at once, and only the small result is kept, so a long
+1080p file needs the memory of one full-size frame, not of the whole file. A clip read from a
+file (``given_from=``) stops decoding at its last frame.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import os
 import re
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
+
+from diffsuite.core.errors import MissingFileError, UserError
+from diffsuite.core.labels import read_label_csv
+from diffsuite.core.splits import path_key, split_of
 
 log = logging.getLogger(__name__)
 
@@ -31,61 +40,102 @@ def _natural_key(p: Path) -> list:
     return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", p.name)]
 
 
+def to_unit_rgb(frame: np.ndarray, where: str) -> np.ndarray:
+    """One frame (H, W[, C]) of any depth -> (H, W, 3) float32 in [0, 1]: 8-bit / 255, 16-bit
+    / 65535 (any integer type by its full range), float kept (clipped to [0, 1]), bool as 0 / 1;
+    grey is repeated to RGB, alpha dropped."""
+    frame = np.asarray(frame)
+    if frame.ndim == 2:
+        frame = frame[..., None]
+    if frame.ndim != 3 or frame.shape[-1] not in (1, 2, 3, 4):
+        raise UserError(f"{where}: a frame of shape {frame.shape} is not (H, W) or (H, W, C) with C in 1-4")
+    if frame.shape[-1] in (2, 4):  # grey + alpha, RGB + alpha
+        frame = frame[..., :-1]
+    if frame.dtype == np.bool_:
+        x = frame.astype(np.float32)
+    elif np.issubdtype(frame.dtype, np.integer):
+        info = np.iinfo(frame.dtype)
+        if info.min < 0:
+            raise UserError(f"{where}: frames of signed type {frame.dtype} have no defined brightness range")
+        x = frame.astype(np.float32)
+        x /= float(info.max)  # in place: one float copy of the frame, not two
+    elif np.issubdtype(frame.dtype, np.floating):
+        x = np.clip(np.nan_to_num(frame.astype(np.float32), nan=0.0), 0.0, 1.0)
+    else:
+        raise UserError(f"{where}: frames of type {frame.dtype} are not images")
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    return x
+
+
 def _as_rgb(frames: np.ndarray, where: str) -> np.ndarray:
-    """Any (N, H, W[, C]) uint8-able array -> (N, H, W, 3) uint8."""
-    if frames.ndim == 3:
-        frames = frames[..., None]
-    if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"{where}: frames of shape {frames.shape} are not (N, H, W, C) with C in 1, 3, 4")
-    if frames.dtype != np.uint8:
-        frames = np.clip(frames, 0, 255).astype(np.uint8)
-    if frames.shape[-1] == 1:
-        frames = np.repeat(frames, 3, axis=-1)
-    return frames[..., :3]
+    """(N, H, W[, C]) of any depth -> (N, H, W, 3) uint8, each frame scaled by its bit depth."""
+    frames = np.asarray(frames)
+    if frames.ndim not in (3, 4):
+        raise UserError(f"{where}: frames of shape {frames.shape} are not (N, H, W, C)")
+    if frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[-1] == 3:
+        return frames
+    return np.stack([(to_unit_rgb(f, where) * 255).round().astype(np.uint8) for f in frames])
 
 
-def read_video(path: str | Path) -> np.ndarray:
-    """All frames of a video file or a folder of frame images, as (N, H, W, 3) uint8."""
+def _frame_files(path: Path) -> list[Path]:
+    files = sorted((p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=_natural_key)
+    if not files:
+        raise UserError(f"{path}: folder holds no frame images ({', '.join(sorted(FRAME_SUFFIXES))})")
+    return files
+
+
+def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """The frames of a video file or a folder of frame images, one at a time, each (H, W, 3)
+    float32 in [0, 1]; errors name the file (and the frame)."""
     import imageio.v3 as iio
 
     path = Path(path)
     if path.is_dir():
-        files = sorted((p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=_natural_key)
-        if not files:
-            raise ValueError(f"{path}: folder holds no frame images ({', '.join(sorted(FRAME_SUFFIXES))})")
-        frames = []
-        for f in files:
+        shape = None
+        for f in _frame_files(path):
             try:
-                frames.append(_as_rgb(np.asarray(iio.imread(f))[None], str(f))[0])
+                frame = to_unit_rgb(iio.imread(f), str(f))
+            except UserError:
+                raise
             except Exception as e:  # noqa: BLE001 -- any decoder failure names the file
-                raise ValueError(f"cannot read frame {f}: {e}") from e
-        if len({fr.shape for fr in frames}) > 1:
-            raise ValueError(f"{path}: frames differ in size ({sorted({fr.shape for fr in frames})})")
-        return np.stack(frames)
+                raise UserError(f"cannot read frame {f}: {type(e).__name__}: {' '.join(str(e).split())}") from e
+            if shape is not None and frame.shape != shape:
+                raise UserError(f"{path}: frames differ in size ({f.name} is {frame.shape[:2]}, the first {shape[:2]})")
+            shape = frame.shape
+            yield frame
+        return
     if not path.is_file():
-        raise FileNotFoundError(f"no video at {path}")
+        raise MissingFileError(f"no video at {path}")
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
-        raise ValueError(f"{path}: unknown video suffix {suffix!r}; expected one of {sorted(VIDEO_SUFFIXES)}")
+        raise UserError(f"{path}: unknown video suffix {suffix!r}; expected one of {sorted(VIDEO_SUFFIXES)}")
+    count = 0
     try:
-        if suffix == ".gif":
-            frames = iio.imread(path, index=None, plugin="pillow", mode="RGB")
-        else:
-            frames = iio.imread(path, index=None, plugin="pyav")
+        frames = (iio.imiter(path, plugin="pillow", mode="RGB") if suffix == ".gif"
+                  else iio.imiter(path, plugin="pyav"))
+        for frame in frames:
+            count += 1
+            yield to_unit_rgb(frame, f"{path} frame {count}")
+    except UserError:
+        raise
+    except GeneratorExit:
+        raise
     except Exception as e:  # noqa: BLE001 -- PyAV and Pillow raise many types; all mean unreadable
-        raise ValueError(f"cannot read video {path}: {type(e).__name__}: {e}") from e
-    frames = np.asarray(frames)
-    if frames.ndim == 3 and suffix == ".gif":  # a one-frame GIF
-        frames = frames[None]
-    if frames.shape[0] == 0:
-        raise ValueError(f"{path}: video holds no frames")
-    return _as_rgb(frames, str(path))
+        raise UserError(f"cannot read video {path}: {type(e).__name__}: {' '.join(str(e).split())}") from e
+    if count == 0:
+        raise UserError(f"{path}: video holds no frames")
 
 
-def resize_crop(frames: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (channels, N, h, w) uint8: scale so the frame covers `size`, crop the centre."""
+def read_video(path: str | Path) -> np.ndarray:
+    """All frames of a video file or a folder of frame images, as (N, H, W, 3) uint8 at full size.
+    For data, use ``read_clip``, which resizes as it decodes and holds only the small frames."""
+    return np.stack([(f * 255).round().astype(np.uint8) for f in iter_frames(path)])
+
+
+def _resize_crop_unit(x: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tensor:
+    """(N, 3, H, W) float in [0, 255] -> (channels, N, h, w) uint8: scale to cover, crop the centre."""
     h, w = size
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (N, 3, H, W)
     H, W = x.shape[-2:]
     scale = max(h / H, w / W)
     nh, nw = max(h, round(H * scale)), max(w, round(W * scale))
@@ -96,8 +146,32 @@ def resize_crop(frames: np.ndarray, size: tuple[int, int], channels: int) -> np.
     if channels == 1:
         x = (x * torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)).sum(1, keepdim=True)
     elif channels != 3:
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    return x.round().clamp(0, 255).to(torch.uint8).permute(1, 0, 2, 3).numpy()  # (C, N, h, w)
+        raise UserError(f"channels must be 1 or 3, got {channels}")
+    return x.round().clamp(0, 255).to(torch.uint8).permute(1, 0, 2, 3)  # (C, N, h, w)
+
+
+def resize_crop(frames: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (channels, N, h, w) uint8: scale so the frame covers `size`, crop the centre."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()  # (N, 3, H, W)
+    return _resize_crop_unit(x, tuple(size), channels).numpy()
+
+
+def read_clip(path: str | Path, size: tuple[int, int], channels: int, *, start: int = 0,
+              frames: int | None = None) -> np.ndarray:
+    """(channels, N, h, w) uint8: frames `start` .. `start + frames` (all from `start` when None) of
+    a file or frame folder, each resized as it is decoded; decoding stops after the last one."""
+    out = []
+    if frames is not None and frames < 1:
+        raise UserError(f"frames={frames} must be >= 1")
+    for i, frame in enumerate(iter_frames(path)):
+        if i >= start:
+            x = torch.from_numpy(frame).permute(2, 0, 1)[None] * 255.0  # (1, 3, H, W)
+            out.append(_resize_crop_unit(x, tuple(size), channels)[:, 0])  # (C, h, w)
+        if frames is not None and i + 1 >= start + frames:
+            break  # nothing after the clip's last frame is decoded
+    if not out:
+        return np.zeros((channels if channels in (1, 3) else 3, 0, *size), dtype=np.uint8)
+    return torch.stack(out, dim=1).numpy()  # (C, N, h, w)
 
 
 def find_videos(root: Path) -> list[Path]:
@@ -110,21 +184,6 @@ def find_videos(root: Path) -> list[Path]:
             found.append(d)  # a folder of frames is one video
         found += [d / f for f in sorted(filenames) if Path(f).suffix.lower() in VIDEO_SUFFIXES]
     return found
-
-
-def read_label_csv(path: Path) -> dict[str, str]:
-    """``path,label`` rows (a header row is allowed) -> {relative path: label}."""
-    out = {}
-    with open(path, newline="") as f:
-        for n, row in enumerate(csv.reader(f), start=1):
-            if not row or row[0].startswith("#"):
-                continue
-            if len(row) < 2:
-                raise ValueError(f"{path}, line {n}: expected 'path,label', got {row!r}")
-            if n == 1 and row[0].strip().lower() in ("path", "file", "filename", "video"):
-                continue
-            out[Path(row[0].strip()).as_posix()] = row[1].strip()
-    return out
 
 
 class VideoFolder(Dataset):
@@ -140,9 +199,9 @@ class VideoFolder(Dataset):
                  split: str = "train", val_fraction: float = 0.1, cache_dir: str | Path | None = None):
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise FileNotFoundError(f"video folder {self.root} does not exist")
+            raise MissingFileError(f"video folder {self.root} does not exist")
         if frames < 1 or stride < 1:
-            raise ValueError(f"frames and stride must be >= 1, got frames={frames}, stride={stride}")
+            raise UserError(f"frames and stride must be >= 1, got frames={frames}, stride={stride}")
         self.frames, self.stride, self.size, self.channels = frames, stride, tuple(size), channels
         self.labels_csv = Path(labels).expanduser() if labels else None
         self.classes = list(classes) if classes else None
@@ -170,11 +229,11 @@ class VideoFolder(Dataset):
     # --- index and cache ------------------------------------------------------------------
     def _cached(self, video: Path) -> np.ndarray:
         st = video.stat()
-        key = f"{video.resolve()}|{st.st_mtime_ns}|{st.st_size}|{self.size}|{self.channels}"
+        key = f"{video.resolve()}|{st.st_mtime_ns}|{st.st_size}|{self.size}|{self.channels}|decode2"  # 2: bit depth kept
         file = self.cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.npy"
         if file.is_file():
             return np.load(file)
-        arr = resize_crop(read_video(video), self.size, self.channels)  # (C, N, H, W) uint8
+        arr = read_clip(video, self.size, self.channels)  # (C, N, H, W) uint8, decoded as a stream
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(tmp, arr)
@@ -182,15 +241,11 @@ class VideoFolder(Dataset):
         return arr
 
     def _in_split(self, video: Path) -> bool:
-        """Deterministic split by a hash of the relative path."""
+        """core.splits over the relative path; the held-out `val_fraction` is halved into val and test."""
         if self.split == "all":
             return True
-        h = int(hashlib.sha1(video.relative_to(self.root).as_posix().encode()).hexdigest()[:8], 16) / 2**32
-        if self.split == "val":  # the held-out range [0, val_fraction) is halved: val and test never share a file
-            return h < self.val_fraction / 2
-        if self.split == "test":
-            return self.val_fraction / 2 <= h < self.val_fraction
-        return h >= self.val_fraction
+        half = self.val_fraction / 2
+        return split_of(path_key(video, self.root), half, half) == self.split
 
     def index(self) -> list[tuple[Path, int, int]]:
         if self._index is not None:
@@ -204,7 +259,7 @@ class VideoFolder(Dataset):
                 continue
             try:
                 n = self._cached(v).shape[1]
-            except (ValueError, OSError) as e:
+            except (ValueError, OSError) as e:  # UserError names the file (and the frame)
                 log.warning("skipping %s: %s", v, e)
                 continue
             if n < self.frames:
@@ -217,7 +272,7 @@ class VideoFolder(Dataset):
             label = -1 if name is None else classes.index(name)
             out += [(v, s, label) for s in range(0, n - self.frames + 1, self.stride)]
         if not out:
-            raise ValueError(f"{self.root}: no readable video of at least {self.frames} frames in split {self.split!r}")
+            raise UserError(f"{self.root}: no readable video of at least {self.frames} frames in split {self.split!r}")
         self._index = out
         return out
 
@@ -232,9 +287,12 @@ class VideoFolder(Dataset):
 
 
 def clip_from_file(path: str | Path, *, frames: int, size: tuple[int, int], channels: int, start: int = 0) -> torch.Tensor:
-    """One clip (C, T, H, W) in [0, 1] from a file; too short a file is an error that names it."""
-    arr = resize_crop(read_video(path), tuple(size), channels)
+    """One clip (C, T, H, W) in [0, 1] from a file; too short a file is an error that names it.
+    Only frames up to ``start + frames`` are decoded."""
+    if start < 0:
+        raise UserError(f"given_start={start} must be >= 0")
+    arr = read_clip(path, tuple(size), channels, start=start, frames=frames)
     n = arr.shape[1]
-    if start < 0 or start + frames > n:
-        raise ValueError(f"{path}: has {n} frames; a clip of {frames} from frame {start} needs {start + frames}")
-    return torch.from_numpy(arr[:, start:start + frames].astype(np.float32) / 255.0)
+    if n < frames:
+        raise UserError(f"{path}: has {start + n} frames; a clip of {frames} from frame {start} needs {start + frames}")
+    return torch.from_numpy(arr.astype(np.float32) / 255.0)
