@@ -13,9 +13,8 @@ from pathlib import Path
 from hydra import compose
 from hydra.utils import instantiate
 
+from .api import Model, evaluate
 from .cli import print_table, resolve_device
-from .generate import generate
-from .training.export import build_from_export
 
 
 def demo(cfg) -> dict[str, dict[str, float]]:
@@ -33,11 +32,10 @@ def demo(cfg) -> dict[str, dict[str, float]]:
         "trainer.warmup=100", "trainer.num_workers=0", "trainer.checkpoint_every=0", "trainer.tensorboard=false",
         f"trainer.device={device}", f"run_dir={out / 'toy' / 'train'}"])
     weights = train(train_cfg)
-    domain, denoiser, _ = build_from_export(weights, device)
-    samples, _ = generate(domain, denoiser, 2000, sampler="heun", steps=24, grid=instantiate(cfg.schedule),
-                          device=device, progress=True)
-    written["toy"] = [weights, *domain.write(samples, out / "toy")]
-    figures["toy"] = domain.evaluate(out / "toy" / "samples.npz")
+    toy = Model.from_export(weights, device=device)  # the Python API, as a user would call it
+    samples = toy.sample(2000, sampler="heun", steps=24, schedule=instantiate(cfg.schedule), batch_size=2000)
+    written["toy"] = [weights, *samples.save(out / "toy")]
+    figures["toy"] = evaluate(toy, out / "toy")
     print(f"toy: trained {cfg.toy_steps} steps and sampled in {time.perf_counter() - t0:.0f} s")
 
     # 2. every domain from its shipped checkpoint
@@ -51,13 +49,11 @@ def demo(cfg) -> dict[str, dict[str, float]]:
         if shipped is None or not Path(shipped).is_file():
             print(f"{name}: skipped, no shipped pretrained weights")
             continue
-        domain, denoiser, _ = build_from_export(shipped, device, expect_domain=name)
-        samples, _ = generate(domain, denoiser, spec.n, sampler=spec.sampler, steps=spec.steps,
-                              grid=instantiate(cfg.schedule), guidance=spec.guidance, device=device,
-                              progress=True, **dict(spec.options))
-        files = domain.write(samples, out / name)
-        written[name] = files
-        figures[name] = domain.evaluate(out / name)
+        model = Model.from_export(shipped, device=device, expect_domain=name)
+        samples = model.sample(spec.n, sampler=spec.sampler, steps=spec.steps, schedule=instantiate(cfg.schedule),
+                               guidance=spec.guidance, batch_size=spec.n, **dict(spec.options))
+        written[name] = samples.save(out / name)
+        figures[name] = evaluate(model, out / name)
         print(f"{name}: sampled {spec.n} from {shipped.name} and evaluated in {time.perf_counter() - t0:.0f} s")
 
     print("\nfiles written:")
