@@ -6,9 +6,10 @@
   none is before).
 * Generated samples: the classifier Frechet distance (the Frechet distance between Gaussians
   fitted to the embeddings of the project's own video classifier; this is not FVD) between the
-  samples and held-out real clips, beside the same figure for as many other held-out real clips;
-  and, on class-conditioned samples, the classifier's accuracy at recognising the asked class,
-  beside its accuracy on held-out real clips.
+  samples and held-out real clips, beside the same figure for as many other held-out real clips,
+  and KID with its standard error (core.metrics: unbiased at small counts, where the Frechet
+  distance is mostly bias and a warning says so); and, on class-conditioned samples, the
+  classifier's accuracy at recognising the asked class, beside its accuracy on held-out real clips.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from diffsuite.core.metrics import embedding_distances
+
 from .classifier import embed_and_classify, load_classifier
-from .metrics import frechet_distance, psnr, ssim
+from .metrics import psnr, ssim
 from .writing import VideoSample
 
 if TYPE_CHECKING:
@@ -94,9 +97,11 @@ def generation_figures(domain: "VideoDomain", samples: list[VideoSample], refere
     real = torch.stack([val[i]["video"] for i in range(n)])
     real_emb, _ = embed_and_classify(model, real)
     gen_emb, gen_pred = embed_and_classify(model, torch.stack([_video(s.frames) for s in samples]))
-    out = {"generated_samples": float(n),
-           "classifier_frechet_distance": frechet_distance(gen_emb.numpy(), ref_emb.numpy()),
-           "classifier_frechet_distance_real_heldout": frechet_distance(real_emb.numpy(), ref_emb.numpy())}
+    # Frechet distance (biased at small n: a warning says when it is mostly bias) and KID with its
+    # standard error (unbiased at any n), for the samples and for as many real held-out clips
+    real_figures = embedding_distances(real_emb.numpy(), ref_emb.numpy(), name="classifier_")
+    out = {"generated_samples": float(n), **embedding_distances(gen_emb.numpy(), ref_emb.numpy(), name="classifier_"),
+           **{f"{k}_real_heldout": v for k, v in real_figures.items()}}
     labelled = ref_labels >= 0
     if labelled.any():
         out["classifier_accuracy_real_heldout"] = (ref_pred[labelled] == ref_labels[labelled]).float().mean().item()
