@@ -3,8 +3,12 @@
 Every solver has the signature ``sample_<name>(denoiser, x, sigmas, cond=None, *, noise=None,
 callback=None, **options) -> Tensor`` and keeps its multistep history in local variables, so it
 has no state to reset and two threads may share it. ``x`` is the start, already scaled to
-``sigmas[0]``; ``sigmas`` is a strictly descending grid ending in 0. The solver's own arithmetic
-runs in float64 (the network in its own precision). ``noise(x)`` is the domain's noise hook,
+``sigmas[0]``; ``sigmas`` is a strictly descending grid ending in 0. The solver's state is kept in
+the start's dtype, raised to float32 for half-precision starts (a float64 start runs in float64);
+step coefficients are Python floats (float64), and each update is one or two fused tensor ops
+(``torch.lerp`` / ``add(alpha=)``), so a step costs about as much as reading the state twice.
+Measured on the exact-denoiser benchmark (``benchmarks/samplers.py``), a float64 state instead of
+float32 moves no sample by more than float32 rounding; see RESULTS.md. ``noise(x)`` is the domain's noise hook,
 called only where a solver really adds noise. ``callback(info)`` receives a dict with ``i``,
 ``x``, ``sigma``, ``sigma_next`` and ``denoised`` after each step.
 
@@ -29,25 +33,28 @@ Callback = Callable[[dict[str, Any]], None]
 
 def _setup(x: Tensor, sigmas: Tensor, noise: NoiseFn | None) -> tuple[Tensor, list[float], NoiseFn]:
     check_sigmas(sigmas)
-    if not torch.isfinite(x).all():
+    # a reduction, not isfinite().all(): ~40x cheaper on a large CPU tensor, and NaN/inf propagate
+    if not math.isfinite(x.sum(dtype=torch.float64).item()):
         raise ValueError("the start x holds a non-finite value")
     dtype = x.dtype
+    state = torch.promote_types(dtype, torch.float32)
     hook = noise or torch.randn_like
-    # the hook sees x in the network's dtype, so it draws float32 noise for a float32 model: a float64
-    # randn costs ~5x a float32 one on CPU (213 vs 40 us for 12k values), the noise needs no float64
-    return x.double(), sigmas.double().tolist(), lambda x64: hook(x64.to(dtype))
+    # the hook sees x in the network's dtype (a float64 randn costs ~5x a float32 one on CPU)
+    draw = hook if state == dtype else (lambda xs: hook(xs.to(dtype)))
+    return x.to(state), sigmas.double().tolist(), draw
 
 
 def _denoise(denoiser: Denoiser, x: Tensor, sigma: float, cond, dtype: torch.dtype, i: int) -> Tensor:
-    """One network evaluation at the sampler's float64 state, checked for shape and finiteness."""
+    """One network evaluation at the sampler's state, checked for shape and finiteness."""
     s = torch.full((x.shape[0],), sigma, dtype=torch.float32, device=x.device)
-    out = denoiser(x.to(dtype), s, cond)
+    out = denoiser(x if x.dtype == dtype else x.to(dtype), s, cond)
     if out.shape != x.shape:
         raise ValueError(f"denoiser returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
-    out = out.double()
-    # one float64 reduction instead of isfinite + all: NaN and inf propagate through the sum, which
-    # cannot overflow for float32 outputs (a float64 network output near 1e308 is broken anyway)
-    if not math.isfinite(out.sum().item()):
+    if out.dtype != x.dtype:
+        out = out.to(x.dtype)
+    # one reduction (accumulated in float64) instead of isfinite + all: NaN and inf propagate through
+    # the sum, and it costs ~15 us on 262k float32 values against ~600 us for isfinite().all()
+    if not math.isfinite(out.sum(dtype=torch.float64).item()):
         raise FloatingPointError(f"denoiser output is not finite at step {i} (sigma={sigma:.6g}); "
                                  f"{(~torch.isfinite(out)).sum().item()} bad values")
     return out
@@ -65,7 +72,7 @@ def _churn(x: Tensor, sigma: float, n: int, noise: NoiseFn, churn: float, t_min:
     if gamma == 0:
         return x, sigma
     sigma_hat = sigma * (1 + gamma)
-    return x + noise(x) * s_noise * math.sqrt(sigma_hat**2 - sigma**2), sigma_hat
+    return torch.add(x, noise(x), alpha=s_noise * math.sqrt(sigma_hat**2 - sigma**2)), sigma_hat
 
 
 def ancestral_step(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[float, float]:
@@ -86,7 +93,7 @@ def sample_euler(denoiser, x, sigmas, cond=None, *, noise=None, callback=None, c
     for i in range(n):
         x, s = _churn(x, sig[i], n, noise, churn, churn_tmin, churn_tmax, s_noise)
         denoised = _denoise(denoiser, x, s, cond, dtype, i)
-        x = denoised + (sig[i + 1] / s) * (x - denoised)  # = x + (sigma_next - s) (x - D) / s
+        x = torch.lerp(denoised, x, sig[i + 1] / s)  # D + (sigma_next / s)(x - D) = x + (sigma_next - s)(x - D)/s
         _report(callback, i, x, sig[i], sig[i + 1], denoised)
     return x.to(dtype)
 
@@ -100,9 +107,9 @@ def sample_euler_ancestral(denoiser, x, sigmas, cond=None, *, noise=None, callba
     for i in range(len(sig) - 1):
         denoised = _denoise(denoiser, x, sig[i], cond, dtype, i)
         down, up = ancestral_step(sig[i], sig[i + 1], eta)
-        x = denoised + (down / sig[i]) * (x - denoised)
+        x = torch.lerp(denoised, x, down / sig[i])
         if up > 0:
-            x = x + noise(x) * s_noise * up
+            x = torch.add(x, noise(x), alpha=s_noise * up)
         _report(callback, i, x, sig[i], sig[i + 1], denoised)
     return x.to(dtype)
 
@@ -117,11 +124,10 @@ def sample_heun(denoiser, x, sigmas, cond=None, *, noise=None, callback=None, ch
     for i in range(n):
         x, s = _churn(x, sig[i], n, noise, churn, churn_tmin, churn_tmax, s_noise)
         denoised = _denoise(denoiser, x, s, cond, dtype, i)
-        d = (x - denoised) / s
-        x_next = x + (sig[i + 1] - s) * d  # Euler predictor (eq. 8)
-        if sig[i + 1] > 0:  # trapezoidal corrector (lines 9-11)
-            d_next = (x_next - _denoise(denoiser, x_next, sig[i + 1], cond, dtype, i)) / sig[i + 1]
-            x_next = x + (sig[i + 1] - s) * 0.5 * (d + d_next)
+        x_next = torch.lerp(denoised, x, sig[i + 1] / s)  # Euler predictor (eq. 8): x + h d, h = sigma_next - s
+        if sig[i + 1] > 0:  # trapezoidal corrector (lines 9-11): x + h (d + d') / 2 = (x + x_next + h d') / 2
+            d2 = _denoise(denoiser, x_next, sig[i + 1], cond, dtype, i)
+            x_next = torch.lerp(x, torch.lerp(d2, x_next, 2 - s / sig[i + 1]), 0.5)  # inner: x_next + h d'
         x = x_next
         _report(callback, i, x, sig[i], sig[i + 1], denoised)
     return x.to(dtype)
@@ -140,10 +146,9 @@ def sample_dpmpp_2m(denoiser, x, sigmas, cond=None, *, noise=None, callback=None
         else:
             h = math.log(sig[i] / sig[i + 1])  # lambda_next - lambda
             d = denoised
-            if old is not None:
-                r = h_last / h
-                d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old
-            x = (sig[i + 1] / sig[i]) * x - math.expm1(-h) * d
+            if old is not None:  # d = (1 + 1/(2r)) D - (1/(2r)) D_old
+                d = torch.lerp(old, denoised, 1 + h / (2 * h_last))
+            x = torch.lerp(d, x, sig[i + 1] / sig[i])  # e^-h x + (1 - e^-h) d
             h_last = h
         old = denoised
         _report(callback, i, x, sig[i], sig[i + 1], denoised)
@@ -168,13 +173,14 @@ def sample_dpmpp_2m_sde(denoiser, x, sigmas, cond=None, *, noise=None, callback=
             h = math.log(sig[i] / sig[i + 1])
             eh = eta * h
             phi = -math.expm1(-h - eh)  # 1 - exp(-(1 + eta) h)
-            x = (sig[i + 1] / sig[i]) * math.exp(-eh) * x + phi * denoised
-            if old is not None:
+            d = denoised
+            if old is not None:  # x gains coeff / r (D - D_old): folded into d, as phi d
                 r = h_last / h
                 coeff = 0.5 * phi if solver == "midpoint" else 1 - phi / (h + eh)  # heun: 1 - (1 - e^-u) / u
-                x = x + coeff / r * (denoised - old)
+                d = torch.lerp(old, denoised, 1 + coeff / (r * phi))
+            x = torch.lerp(d, x, 1 - phi)  # (sigma_next / sigma) e^-eh x + phi d
             if eta > 0:
-                x = x + noise(x) * sig[i + 1] * math.sqrt(-math.expm1(-2 * eh)) * s_noise
+                x = torch.add(x, noise(x), alpha=sig[i + 1] * math.sqrt(-math.expm1(-2 * eh)) * s_noise)
             h_last = h
         old = denoised
         _report(callback, i, x, sig[i], sig[i + 1], denoised)
@@ -195,20 +201,24 @@ def sample_dpmpp_3m_sde(denoiser, x, sigmas, cond=None, *, noise=None, callback=
         else:
             h = math.log(sig[i] / sig[i + 1])
             he = h * (eta + 1)
-            x = math.exp(-he) * x - math.expm1(-he) * denoised
+            w = math.exp(-he)
             phi2 = math.expm1(-he) / he + 1
+            # x = w x + (1 - w) D + phi2 d1 - phi3 d2, with d1, d2 the divided differences below; their
+            # combination a (D - D_1) + b (D_2 - D_1) is folded into one effective prediction
+            d = denoised
             if h2_ is not None:
                 r0, r1 = h1_ / h, h2_ / h
-                d1_0 = (denoised - d1_) / r0
-                d1_1 = (d1_ - d2_) / r1
-                d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
-                d2 = (d1_0 - d1_1) / (r0 + r1)
                 phi3 = phi2 / he - 0.5
-                x = x + phi2 * d1 - phi3 * d2
+                # phi2 d1 - phi3 d2 = A d1_0 - B d1_1, d1_0 = (D - D_1)/r0, d1_1 = (D_1 - D_2)/r1
+                B = (phi2 * r0 - phi3) / (r0 + r1)
+                A = phi2 + B
+                d = torch.lerp(d1_, denoised, 1 + A / (r0 * (1 - w)))
+                d = torch.add(d, d2_ - d1_, alpha=B / (r1 * (1 - w)))
             elif h1_ is not None:
-                x = x + phi2 * (denoised - d1_) / (h1_ / h)
+                d = torch.lerp(d1_, denoised, 1 + phi2 * h / (h1_ * (1 - w)))
+            x = torch.lerp(d, x, w)
             if eta > 0:
-                x = x + noise(x) * sig[i + 1] * math.sqrt(-math.expm1(-2 * h * eta)) * s_noise
+                x = torch.add(x, noise(x), alpha=sig[i + 1] * math.sqrt(-math.expm1(-2 * h * eta)) * s_noise)
             h1_, h2_ = h, h1_
         d1_, d2_ = denoised, d1_
         _report(callback, i, x, sig[i], sig[i + 1], denoised)
@@ -239,7 +249,7 @@ def _unipc_update(x: Tensor, m0: Tensor, history: list[tuple[float, Tensor]], la
     data-prediction form with alpha = 1. `history` holds older (lambda, x0_hat), newest first."""
     h = lam_t - lam0
     rks = [(lam_k - lam0) / h for lam_k, _ in history]
-    D1s = [(m_k - m0) / r for (_, m_k), r in zip(history, rks)]
+    n_old = len(rks)
     rks.append(1.0)
     order = len(rks)  # conditions of the order system
     hh = -h
@@ -252,18 +262,24 @@ def _unipc_update(x: Tensor, m0: Tensor, history: list[tuple[float, Tensor]], la
         b.append(h_phi_k * fact / B_h)
         fact *= k + 1
         h_phi_k = h_phi_k / hh - 1 / fact
-    x_t = sigma_ratio * x - h_phi_1 * m0
+    # x_t = sigma_ratio x - h_phi_1 m0 - B_h sum_k rho_k D1_k, D1_k = (m_k - m0) / r_k; sigma_ratio = e^-h
+    # and -h_phi_1 = 1 - e^-h, so the sum folds into one prediction m = m0 + sum_k a_k (m_k - m0) and
+    # x_t = lerp(m, x, sigma_ratio): two fused ops per term instead of a float64 tensor per term
     if m_t is None:  # predictor UniP-p: uses only the older predictions
-        if not D1s:
-            return x_t
-        rhos = [0.5] if len(D1s) == 1 else _solve([row[:-1] for row in R[:-1]], b[:-1])
-        for r, d in zip(rhos, D1s):
-            x_t = x_t - (B_h * r) * d
-        return x_t
-    rhos = [0.5] if not D1s else _solve(R, b)  # corrector UniC-p
-    for r, d in zip(rhos[:-1], D1s):
-        x_t = x_t - (B_h * r) * d
-    return x_t - (B_h * rhos[-1]) * (m_t - m0)
+        if n_old == 0:
+            rhos = []
+        else:
+            rhos = [0.5] if n_old == 1 else _solve([row[:-1] for row in R[:-1]], b[:-1])
+        terms = [(r, m_k, rk) for r, (_, m_k), rk in zip(rhos, history, rks)]
+    else:  # corrector UniC-p
+        rhos = [0.5] if n_old == 0 else _solve(R, b)
+        terms = [(r, m_k, rk) for r, (_, m_k), rk in zip(rhos[:-1], history, rks)] + [(rhos[-1], m_t, 1.0)]
+    scale = B_h / h_phi_1  # -B_h rho / r over (1 - e^-h) = B_h rho / (r h_phi_1)
+    m = m0
+    for k, (r, m_k, rk) in enumerate(terms):
+        a = scale * r / rk
+        m = torch.lerp(m0, m_k, a) if k == 0 else torch.add(m, m_k - m0, alpha=a)
+    return torch.lerp(m, x, sigma_ratio)
 
 
 @torch.no_grad()
@@ -302,6 +318,25 @@ def sample_unipc(denoiser, x, sigmas, cond=None, *, noise=None, callback=None, o
     return x.to(dtype)
 
 
+@torch.no_grad()
+def sample_consistency(denoiser, x, sigmas, cond=None, *, noise=None, callback=None, s_noise: float = 1.0) -> Tensor:
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1): D(x, sigma_0) is the sample;
+    each further grid level sigma_i > 0 re-noises it with fresh noise, x = x0_hat + sigma_i z, and
+    denoises again. n evaluations for an n-step grid. Meant for consistency-tuned models
+    (``core.consistency``; grid: ``consistency_sigmas``, schedule=consistency); a plain diffusion
+    model gives blurred samples with it."""
+    dtype = x.dtype
+    x, sig, noise = _setup(x, sigmas, noise)
+    n = len(sig) - 1
+    denoised = x
+    for i in range(n):
+        if i > 0:
+            x = torch.add(denoised, noise(denoised), alpha=s_noise * sig[i])
+        denoised = _denoise(denoiser, x, sig[i], cond, dtype, i)
+        _report(callback, i, x, sig[i], sig[i + 1], denoised)
+    return denoised.to(dtype)
+
+
 SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "euler": sample_euler,
     "euler_ancestral": sample_euler_ancestral,
@@ -310,6 +345,7 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "dpmpp_2m_sde": sample_dpmpp_2m_sde,
     "dpmpp_3m_sde": sample_dpmpp_3m_sde,
     "unipc": sample_unipc,
+    "consistency": sample_consistency,
 }
 
 # Denoiser evaluations a sampler makes on an n-step grid (Heun skips its corrector at sigma = 0).

@@ -262,7 +262,8 @@ def _build(cfg: DictConfig, opts: TrainerOptions, info: DistInfo, run_dir: Path)
     domain = instantiate(cfg.domain)
     make_denoiser = instantiate(cfg.model.precond)
     model = make_denoiser(domain.network()).to(info.device)
-    # (a warm start from exported weights belongs here: before the EMA copies the weights)
+    if cfg.get("init") and resume_from is None:  # before the EMA copies the weights; a resume has its own
+        _warm_start(model, Path(str(cfg.init)), cfg, domain)
     loss_fn = instantiate(cfg.model.loss)
     train_module = parallelize(model, ParallelOptions(opts.parallel, opts.compile, opts.activation_checkpointing,
                                                       opts.ddp_find_unused), info)
@@ -276,6 +277,32 @@ def _build(cfg: DictConfig, opts: TrainerOptions, info: DistInfo, run_dir: Path)
                 pass_generator=_accepts(loss_fn, "generator"),
                 pass_step=_accepts(loss_fn, "step"), ema=ema, optimizer=optimizer, scheduler=scheduler,
                 resume_from=resume_from, last_ckpt=resume_from)
+
+
+def _warm_start(model: nn.Module, path: Path, cfg: DictConfig, domain) -> None:
+    """`init=PATH`: start from exported weights (e.g. consistency tuning of a trained model). The
+    file must hold this domain's network at this size, under the same preconditioning."""
+    state, config = load_exported(path)  # names the file when it is missing or unreadable
+    want = domain.config().get("_target_")
+    have = (config.get("domain") or {}).get("_target_")
+    if have != want:
+        raise ValueError(f"init={path} holds a {have} model, not a {want} one (domain={domain.name})")
+    have_p = ((config.get("model") or {}).get("precond") or {}).get("_target_")
+    want_p = cfg.model.precond.get("_target_")
+    if have_p != want_p:
+        raise ValueError(f"init={path} was trained with precond {have_p}; this run's model uses {want_p}")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        raise ValueError(f"init={path} does not fit this run's network (another preset or domain option?): "
+                         f"missing {missing[:3]}, unexpected {unexpected[:3]}, shape {shapes[:3]}")
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(state[k])
+    log.info("initialised the weights from %s (its step %s)", path, config.get("step"))
 
 
 def _restore(run: _Run) -> None:

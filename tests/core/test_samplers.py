@@ -9,6 +9,8 @@ from diffsuite.core.schedules import karras_sigmas
 from diffsuite.core.toy import sliced_wasserstein
 
 DETERMINISTIC = ["euler", "heun", "dpmpp_2m", "unipc"]
+# the ODE/SDE solvers; "consistency" re-noises a consistency model's output and is tested apart
+SOLVERS = sorted(name for name in SAMPLERS if name != "consistency")
 N = 4000
 
 
@@ -40,7 +42,7 @@ def floor(data):
     return sliced_wasserstein(other, data)
 
 
-@pytest.mark.parametrize("name", sorted(SAMPLERS))
+@pytest.mark.parametrize("name", SOLVERS)
 def test_every_sampler_converges_to_the_data_distribution(name, gm, data, floor):
     errors = []
     for nfe in (6, 50):
