@@ -78,6 +78,10 @@ class ToyNet(nn.Module):
         self.body = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(width, width)) for _ in range(depth))
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(width, dim))
 
+    def repeated_blocks(self) -> list[nn.Module]:
+        """The hidden layers, for activation checkpointing, compile and FSDP (``find_blocks``)."""
+        return list(self.body)
+
     def forward(self, x: Tensor, c_noise: Tensor, cond: dict[str, Tensor] | None = None) -> Tensor:
         h = self.inp(x) + self.noise(c_noise)  # (B, W)
         if cond is not None and "class" in cond:

@@ -1,8 +1,8 @@
 """Parallelism, activation checkpointing and torch.compile, applied to a finished model.
 
 Model code knows nothing of any of it: ``parallelize`` takes the built denoiser and applies, in
-torchtitan's order, activation checkpointing and compilation to each block (every element of
-an ``nn.ModuleList`` in the model), then data parallelism: DDP, or FSDP2 ``fully_shard`` on
+torchtitan's order, activation checkpointing and compilation to each block (``find_blocks``: the
+blocks a network names with ``repeated_blocks()``), then data parallelism: DDP, or FSDP2 ``fully_shard`` on
 each block and on the root. Neither changes the parameter names (``model.state_dict()`` keeps
 its keys), so checkpoints and exports look the same however the model was trained.
 """
@@ -29,16 +29,41 @@ class ParallelOptions:
 
 
 def find_blocks(model: nn.Module) -> list[nn.Module]:
-    """The repeated blocks of a model: elements of its ModuleLists, outermost lists only."""
-    blocks: list[nn.Module] = []
-    inside: set[int] = set()
-    for name, module in model.named_modules():
-        if any(name.startswith(p) for p in inside if p):
-            continue
+    """The blocks that activation checkpointing wraps, compile compiles and FSDP shards.
+
+    A network names them with a ``repeated_blocks()`` method (found on the model or on any module
+    inside it, e.g. under the preconditioning wrapper). A network without one gets every module
+    held in an ``nn.ModuleList`` (nested lists are looked through) that has parameters and is not
+    itself a container, so a list of lists, convolutions between levels or ``nn.Identity`` never
+    count as blocks."""
+    for module in model.modules():
+        named = getattr(module, "repeated_blocks", None)
+        if callable(named):
+            blocks = list(named())
+            bad = [type(b).__name__ for b in blocks if not isinstance(b, nn.Module) or _is_container(b)]
+            if bad or not blocks:
+                raise TypeError(f"{type(module).__name__}.repeated_blocks() must name modules with a forward of "
+                                f"their own, got {bad or 'none'}")
+            return blocks
+    found: dict[int, nn.Module] = {}  # in order of discovery, each once
+
+    def take(lst: nn.ModuleList) -> None:
+        for m in lst:
+            if isinstance(m, nn.ModuleList):
+                take(m)
+            elif not _is_container(m) and any(True for _ in m.parameters()):
+                found.setdefault(id(m), m)
+
+    for module in model.modules():
         if isinstance(module, nn.ModuleList):
-            blocks.extend(module)
-            inside.add(name + ".")
-    return blocks
+            take(module)
+    # a block inside another block is not a block of its own: the outer one wraps it
+    inner = {id(sub) for b in found.values() for sub in b.modules() if sub is not b}
+    return [b for b in found.values() if id(b) not in inner]
+
+
+def _is_container(m: nn.Module) -> bool:
+    return isinstance(m, (nn.ModuleList, nn.ModuleDict))
 
 
 def parallelize(model: nn.Module, opts: ParallelOptions, info: DistInfo) -> nn.Module:
@@ -51,7 +76,7 @@ def parallelize(model: nn.Module, opts: ParallelOptions, info: DistInfo) -> nn.M
         from torch.distributed._composable import checkpoint
 
         if not blocks:
-            log.warning("activation_checkpointing: the model has no nn.ModuleList blocks; nothing to checkpoint")
+            log.warning("activation_checkpointing: the model names no blocks (repeated_blocks()) and holds no nn.ModuleList of blocks; nothing to checkpoint")
         for b in blocks:
             checkpoint(b)
     if opts.compile:

@@ -114,6 +114,12 @@ class SpectrogramUNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    def repeated_blocks(self) -> list[nn.Module]:
+        """The residual and attention blocks, for activation checkpointing, compile and FSDP
+        (``core.training.parallelize.find_blocks``): not the nested lists that hold them."""
+        mid = [self.mid1] + ([] if isinstance(self.mid_attn, nn.Identity) else [self.mid_attn]) + [self.mid2]
+        return [b for level in self.down for b in level] + mid + [b for level in self.up for b in level]
+
     def embed(self, c_noise: Tensor, cond: dict[str, Tensor] | None, batch: int) -> Tensor:
         emb = self.noise_emb(c_noise.expand(batch) if c_noise.ndim == 0 else c_noise)  # (B, E)
         if self.num_classes > 0:

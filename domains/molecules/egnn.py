@@ -56,6 +56,10 @@ class EGNN(nn.Module):
         self.layers = nn.ModuleList(EGNNLayer(dim=dim) for _ in range(depth))
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, feature_dim))
 
+    def repeated_blocks(self) -> list[nn.Module]:
+        """The message-passing layers, for activation checkpointing, compile and FSDP (``find_blocks``)."""
+        return list(self.layers)
+
     def forward(self, x: Tensor, c_noise: Tensor, cond: dict[str, Tensor] | None = None) -> Tensor:
         mask = node_mask(x, cond)  # (B, N, 1)
         w = centre_weights(mask, cond)  # (B, N, 1)

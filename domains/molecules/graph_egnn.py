@@ -87,10 +87,6 @@ class GraphEGNN(nn.Module):
         """The message-passing layers, for activation checkpointing, compile and FSDP (``find_blocks``)."""
         return list(self.layers)
 
-    def repeated_blocks(self) -> list[nn.Module]:
-        """The message-passing layers, for activation checkpointing, compile and FSDP (``find_blocks``)."""
-        return list(self.layers)
-
     def forward(self, x: Tensor, c_noise: Tensor, cond: dict[str, Tensor] | None = None) -> Tensor:
         B, N, _ = x.shape
         A, K = self.atom_dim, self.K

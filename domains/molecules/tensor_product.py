@@ -54,6 +54,10 @@ class TensorProductNet(nn.Module):
         self.to_vector = o3.Linear(self.irreps, o3.Irreps("1x1o"))
         self.head = nn.Sequential(nn.LayerNorm(scalars), nn.Linear(scalars, scalars), nn.SiLU(), nn.Linear(scalars, feature_dim))
 
+    def repeated_blocks(self) -> list[nn.Module]:
+        """The message-passing layers, for activation checkpointing, compile and FSDP (``find_blocks``)."""
+        return list(self.layers)
+
     def forward(self, x: Tensor, c_noise: Tensor, cond: dict[str, Tensor] | None = None) -> Tensor:
         B, N, _ = x.shape
         mask = node_mask(x, cond)  # (B, N, 1)

@@ -124,6 +124,10 @@ class VideoDiT(nn.Module):
             c = c + self.class_embed(labels.long().reshape(B), cond.get("drop"))  # (B, D)
         return c
 
+    def repeated_blocks(self) -> list[nn.Module]:
+        """The space-time blocks, for activation checkpointing, compile and FSDP (``find_blocks``)."""
+        return list(self.blocks)
+
     def forward(self, x: Tensor, c_noise: Tensor, cond: dict[str, Tensor] | None = None) -> Tensor:
         grid = self.check_shape(x)
         pt, ph, pw = self.patch
