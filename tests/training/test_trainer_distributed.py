@@ -17,6 +17,7 @@ from diffsuite.core.training import fit
 from tests.training.run_trainer import compose_train
 
 SCRIPT = Path(__file__).with_name("run_trainer.py")
+RECORDING = "tests.training.training_domains.NoiseRecordingToyDomain"
 BASE = ["trainer=debug", "domain.preset=tiny", "domain.train_size=2000", "trainer.progress=false",
         "trainer.batch_size=32", "trainer.lr=3e-3", "trainer.warmup=5"]
 
@@ -24,9 +25,12 @@ BASE = ["trainer=debug", "domain.preset=tiny", "domain.train_size=2000", "traine
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("ddp") / "run"
+    noise_dir = run_dir.parent / "noise"
+    noise_dir.mkdir()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT), *BASE,
-           "trainer.steps=80", "trainer.log_every=10", "trainer.checkpoint_every=40", f"run_dir={run_dir}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+           "trainer.steps=80", "trainer.log_every=10", "trainer.checkpoint_every=40", f"run_dir={run_dir}",
+           f"domain._target_={RECORDING}", "+domain.record_calls=4", "trainer.grad_accum=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DIFFSUITE_TEST_NOISE_DIR": str(noise_dir)}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return run_dir
@@ -44,6 +48,17 @@ def test_two_processes_train_and_hold_identical_weights(ddp_run):
     with safe_open(str(ddp_run / "ranks" / "rank0.safetensors"), "pt") as f:
         assert f.metadata()["step"] == "80"
     assert (ddp_run / "export" / "weights.safetensors").is_file()
+
+
+def test_each_rank_and_micro_step_draws_different_noise(ddp_run):
+    """Two ranks x two accumulation micro-steps x two steps: eight draws, no two alike (the same
+    noise on every rank would make the second rank's gradient a copy of the first's)."""
+    draws = {(r, c): torch.load(ddp_run.parent / "noise" / f"rank{r}_{c}.pt") for r in (0, 1) for c in range(4)}
+    keys = list(draws)
+    assert all(d.shape == draws[keys[0]].shape for d in draws.values())
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            assert not torch.allclose(draws[a], draws[b]), f"{a} and {b} drew the same noise"
 
 
 def test_checkpoint_of_two_processes_resumes_in_one(ddp_run, tmp_path):

@@ -1,9 +1,12 @@
 """Toy-domain variants for the trainer's tests: slow data (to stop a run mid-way), a network that
-returns NaN, and a streaming (IterableDataset) training set."""
+returns NaN, a streaming (IterableDataset) training set, and one that records its training noise."""
 
 from __future__ import annotations
 
+import os
 import time
+
+import torch
 
 from torch import nn
 from torch.utils.data import Dataset, IterableDataset
@@ -72,3 +75,25 @@ class StreamingToyDomain(ToyDomain):
 
     def dataset(self, split):
         return _Stream(super().dataset(split))
+
+
+class NoiseRecordingToyDomain(ToyDomain):
+    """The toy, saving the training noise it hands out (first `record_calls` draws of this process) to
+    $DIFFSUITE_TEST_NOISE_DIR/rank<R>_<call>.pt, so a test can compare what the ranks drew."""
+
+    def __init__(self, *, record_calls: int = 4, **kw):
+        super().__init__(**kw)
+        self.record_calls, self.calls = record_calls, 0
+
+    def noise_fn(self, batch, generator=None):
+        inner = super().noise_fn(batch, generator)
+
+        def noise(x):
+            eps = inner(x)
+            folder = os.environ.get("DIFFSUITE_TEST_NOISE_DIR")
+            if folder and self.calls < self.record_calls:
+                torch.save(eps.detach().cpu(), f"{folder}/rank{os.environ.get('RANK', '0')}_{self.calls}.pt")
+            self.calls += 1
+            return eps
+
+        return noise
