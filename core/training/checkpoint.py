@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 
 from .distributed import DistInfo, barrier, broadcast_object
 
@@ -230,12 +231,56 @@ def _step_of(path: Path) -> int | None:
     return int(tail) if path.name.startswith(PREFIX) and tail.isdigit() else None
 
 
+def read_trainer_state(path: Path) -> dict[str, Any]:
+    """The trainer state (JSON) of a checkpoint, without touching its tensors."""
+    try:
+        return json.loads((path / STATE_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: {STATE_FILE} is unreadable ({e})") from e
+
+
+def mismatch(path: Path, state: dict[str, Any]) -> list[str]:
+    """How the tensors of `state` differ from those stored in checkpoint `path`: keys this run
+    has that the checkpoint lacks, model keys only the checkpoint has, and shapes that differ."""
+    from torch.distributed.checkpoint._nested_dict import flatten_state_dict
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    stored = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    flat, _ = flatten_state_dict(state)
+    out = []
+    missing = [k for k in flat if k not in stored]
+    extra = [k for k in stored if k not in flat and k.startswith("model.")]  # e.g. a dropped EMA decay is fine
+    if missing:
+        out.append(f"{len(missing)} key(s) of this run are not in it: {_some(missing)}")
+    if extra:
+        out.append(f"{len(extra)} key(s) in it are not in this run: {_some(extra)}")
+    shapes = [f"{k} {tuple(stored[k].size)} in the checkpoint, {tuple(v.shape)} here" for k, v in flat.items()
+              if k in stored and isinstance(stored[k], TensorStorageMetadata) and hasattr(v, "shape")
+              and tuple(stored[k].size) != tuple(v.shape)]
+    if shapes:
+        out.append(f"{len(shapes)} shape(s) differ: {_some(shapes)}")
+    return out
+
+
+def _some(items: list[str], n: int = 4) -> str:
+    return ", ".join(items[:n]) + (f" (and {len(items) - n} more)" if len(items) > n else "")
+
+
 def load_checkpoint(path: Path, state: dict[str, Any]) -> dict[str, Any]:
     """Load the DCP tensors of `path` in place into `state` (resharding as needed) and return
-    the trainer state. Errors name the checkpoint."""
+    the trainer state. Errors name the checkpoint, and the keys or shapes that differ."""
+    try:
+        problems = mismatch(path, state)
+    except Exception as e:  # unreadable metadata: let the load below say what it finds
+        problems = []
+        log.debug("could not compare %s with this run: %s", path, e)
+    if problems:
+        raise CheckpointError(f"checkpoint {path} does not fit this run (another domain, network, preset or "
+                              f"trainer.ema?): " + "; ".join(problems) + ". Resume with the settings it was "
+                              "written with, or start a new run_dir.")
     try:
         with _single_process_ok():
             dcp.load(state, checkpoint_id=str(path))
-    except Exception as e:
+    except (Exception, CheckpointException) as e:  # DCP's CheckpointException is a BaseException
         raise CheckpointError(f"cannot load checkpoint {path}: {type(e).__name__}: {e}") from e
-    return json.loads((path / STATE_FILE).read_text())
+    return read_trainer_state(path)

@@ -45,6 +45,21 @@ class EMA:
         """For torch.distributed.checkpoint: loaded in place into the same tensors."""
         return {key(d): s for d, s in zip(self.decays, self.shadows)}
 
+    def state_dict_for(self, decays: Sequence[float]) -> dict[str, dict[str, Tensor]]:
+        """The shadows of those of this EMA's decays that are also in `decays` (a checkpoint's):
+        what a resume can load when trainer.ema changed."""
+        saved = {float(d) for d in decays}
+        return {key(d): s for d, s in zip(self.decays, self.shadows) if d in saved}
+
+    @torch.no_grad()
+    def restart(self, model: nn.Module, decays: Sequence[float]) -> None:
+        """Start the shadows of `decays` again from the model's current weights."""
+        params = dict(model.named_parameters())
+        for d, shadow in zip(self.decays, self.shadows):
+            if d in {float(x) for x in decays}:
+                for n in self.names:
+                    shadow[n].copy_(params[n].detach())
+
     def full_weights(self, model: nn.Module, index: int) -> dict[str, Tensor]:
         """A full CPU state dict of the model with EMA `index` in place of the parameters
         (buffers from the model). A collective under FSDP: every rank must call it."""

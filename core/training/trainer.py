@@ -34,7 +34,7 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from ..domain import Batch, config_options
-from .checkpoint import checkpoint_name, choose_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_name, choose_checkpoint, load_checkpoint, read_trainer_state, save_checkpoint
 from .data import DataPosition, DataStream
 from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, derive_seed, setup_distributed,
                           teardown_distributed)
@@ -489,16 +489,22 @@ def _resume(path: Path, state: dict, model: nn.Module, optimizer, ema: EMA, opts
             info: DistInfo) -> tuple[int, DataPosition, int]:
     """Load a checkpoint in place (resharding to this world size); return step, data position
     and the count of non-finite steps in a row."""
+    saved_decays = [float(d) for d in read_trainer_state(path).get("ema_decays", ema.decays)]
+    fresh = [d for d in ema.decays if d not in saved_decays]
+    if saved_decays != ema.decays:  # load the decays both runs have; new ones start from the resumed weights
+        state["ema"] = ema.state_dict_for(saved_decays)
+        log.warning("trainer.ema changed on resume (%s -> %s): %s from %s, %s from the resumed weights", saved_decays,
+                    ema.decays, [d for d in ema.decays if d in saved_decays] or "no EMA", path.name,
+                    fresh or "none")
     saved = load_checkpoint(path, state)
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    ema.restart(model, fresh)
     step = int(saved["step"])
     if int(saved.get("seed", seed)) != seed:
         log.warning("resuming a run trained with seed %s under seed %s: later steps differ from the original run",
                     saved.get("seed"), seed)
     if int(saved.get("batch_size", opts.batch_size)) != opts.batch_size:
         log.warning("batch_size changed on resume (%s -> %s)", saved.get("batch_size"), opts.batch_size)
-    if [float(d) for d in saved.get("ema_decays", [])] != ema.decays:
-        log.warning("EMA decays changed on resume (%s -> %s)", saved.get("ema_decays"), ema.decays)
     log.info("resumed from %s at step %d (was %d rank(s), now %d)", path, step, saved.get("world_size", 1),
              info.world_size)
     return step, DataPosition(**saved["data"]), int(saved.get("nonfinite_in_row", 0))
