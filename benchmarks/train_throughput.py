@@ -1,141 +1,167 @@
-"""Training throughput (issue 3): samples/s of each domain's default denoiser, one optimizer step
-as the trainer takes it (condition dropout, the domain's noise hook, the EDM loss, backward,
-gradient clipping, AdamW, EMA update), on a real batch from the domain's training set.
+"""Training throughput per CPU hour (issue 17): samples/s of each domain's shipped network for
+fp32, bf16 autocast, torch.compile and both, side by side in one run, with the loss after a fixed
+number of steps for each, so a speed-up that hurts training is seen; and the share of a step spent
+outside the network (fetching and collating the next batch through the trainer's data stream).
 
-    .venv/bin/python benchmarks/train_throughput.py              # every domain in configs/domain/
-    .venv/bin/python benchmarks/train_throughput.py --domains toy audio --seconds 5 --no-write
+    .venv/bin/python benchmarks/train_throughput.py                         # every domain, 2 threads
+    .venv/bin/python benchmarks/train_throughput.py --domains audio --steps 20 --no-write
 
-Data loading is left out (the batch is collated once): the figure is the model's, not the disk's.
-The table is printed and appended, with the machine and the date, to the `## Training throughput`
-section of benchmarks/RESULTS.md.
+Each variant trains a fresh copy of the same network (same seed, same batches, same noise) for
+`--steps` optimizer steps as the trainer takes them (the domain's noise hook, condition dropout,
+the configured loss, backward, clipping, AdamW, EMA), through the trainer's own autocast and
+`parallelize(compile=...)`. Timing excludes the first `--warmup` steps (compilation). The table is
+printed and recorded, with the machine and the date, in the `## Training throughput` section of
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from _results import machine
+from _results import machine, record
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# overrides that only make the training set smaller to build (the network is the default one)
+# overrides that only make the training set smaller to build (the network is the shipped one)
 DATA_ONLY = {
     "molecules": ["domain.max_molecules=512"],
     "audio": ["domain.synthetic_per_class=[8,2,2]"],
     "video": ["domain.train_clips=256", "domain.eval_clips=16"],
 }
-BATCH = {"toy": 256}  # other domains: --batch
+BATCH = {"toy": 256}
+VARIANTS = {"fp32": (False, False), "bf16": (True, False), "compile": (False, True), "compile+bf16": (True, True)}
 
 
-def measure(name: str, batch_size: int, seconds: float, device: torch.device) -> dict:
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
-
-    from diffsuite.core.training.ema import EMA
-    from diffsuite.core.training.trainer import _cond_dropout
+def compose(name: str, extra: list[str]):
+    from hydra import compose as hydra_compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"domain={name}", *DATA_ONLY.get(name, [])])
-    torch.manual_seed(0)
-    domain = instantiate(cfg.domain)
-    model = instantiate(cfg.model.precond)(domain.network()).to(device)
-    loss_fn = instantiate(cfg.model.loss)
-    t0 = time.perf_counter()
-    data = domain.dataset("train")
-    items = [data[i % len(data)] for i in range(batch_size)]
-    batch = domain.collate(items).to(device)
-    data_s = time.perf_counter() - t0
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    ema = EMA(model, [0.999])
-    g = torch.Generator(device)
-    params = sum(p.numel() for p in model.parameters())
+        return hydra_compose(config_name="train", overrides=[f"domain={name}", *DATA_ONLY.get(name, []), *extra])
 
-    def step(i: int) -> None:
+
+def batches(cfg, domain, n: int, batch_size: int) -> tuple[list, float]:
+    """`n` collated batches through the trainer's DataStream, and the mean seconds to fetch one."""
+    from diffsuite.core.training.data import DataStream
+    from diffsuite.core.training.distributed import DistInfo
+
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), owns_group=False)
+    stream = DataStream(domain.dataset("train"), domain.collate, dist=info, micro_batch=batch_size, seed=0,
+                        num_workers=int(cfg.trainer.num_workers))
+    next(stream)  # start-up (workers, caches) is not a per-step cost
+    t0 = time.perf_counter()
+    out = [next(stream) for _ in range(n)]
+    return out, (time.perf_counter() - t0) / n
+
+
+def run_variant(cfg, domain, data: list, bf16: bool, compiled: bool, steps: int, warmup: int) -> dict:
+    from hydra.utils import instantiate
+
+    from diffsuite.core.training.distributed import DistInfo
+    from diffsuite.core.training.ema import EMA
+    from diffsuite.core.training.parallelize import ParallelOptions, parallelize
+    from diffsuite.core.training.trainer import _cond_dropout
+
+    torch.manual_seed(0)
+    model = instantiate(cfg.model.precond)(domain.network())
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), owns_group=False)
+    module = parallelize(model, ParallelOptions(compile=compiled), info)
+    loss_fn = instantiate(cfg.model.loss)
+    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg.trainer.lr))
+    ema = EMA(model, [0.999])
+    g = torch.Generator()
+    losses, t_start = [], None
+    for i in range(warmup + steps):
+        if i == warmup:
+            t_start = time.perf_counter()
+        b = data[i % len(data)]
         g.manual_seed(i)
-        b = batch
         _cond_dropout(b, 0.1, g)
-        out = loss_fn(model, b.x, b.cond, b.mask, noise=domain.noise_fn(b, g), generator=g)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = loss_fn(module, b.x, b.cond, b.mask, noise=domain.noise_fn(b, g), generator=g)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         ema.update(model, i)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        losses.append(out.loss.item())
+    dt = (time.perf_counter() - t_start) / steps
+    tail = losses[-max(1, steps // 3):]
+    return {"step_ms": dt * 1e3, "loss": sum(tail) / len(tail), "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
 
-    for i in range(2):  # warm-up: allocator, first-call paths
-        step(i)
-    n, t0 = 0, time.perf_counter()
-    while n < 3 or time.perf_counter() - t0 < seconds:
-        step(2 + n)
-        n += 1
-    dt = (time.perf_counter() - t0) / n
-    return {"domain": name, "preset": cfg.domain.get("preset", "-"), "params_m": params / 1e6, "batch": batch_size,
-            "step_ms": dt * 1e3, "samples_s": batch_size / dt, "steps": n, "data_s": data_s}
+
+def measure(name: str, batch_size: int, steps: int, warmup: int, variants: list[str]) -> list[dict]:
+    from hydra.utils import instantiate
+
+    cfg = compose(name, [])
+    domain = instantiate(cfg.domain)
+    data, fetch_s = batches(cfg, domain, min(steps + warmup, 16), batch_size)
+    rows = []
+    for v in variants:
+        bf16, compiled = VARIANTS[v]
+        try:
+            r = run_variant(cfg, domain, data, bf16, compiled, steps, warmup)
+        except Exception as e:  # noqa: BLE001 -- a variant that cannot run is reported, not fatal
+            rows.append({"domain": name, "variant": v, "error": f"{type(e).__name__}: {str(e)[:90]}"})
+            print(f"{name} {v}: not measured: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        r.update(domain=name, variant=v, preset=cfg.domain.get("preset", "-"), batch=batch_size,
+                 samples_s=batch_size / (r["step_ms"] / 1e3), fetch_ms=fetch_s * 1e3,
+                 outside=fetch_s * 1e3 / (fetch_s * 1e3 + r["step_ms"]))
+        rows.append(r)
+        print(f"{name} {v}: {r['samples_s']:.1f} samples/s, loss {r['loss']:.4f}", file=sys.stderr)
+    base = next((r for r in rows if r.get("variant") == "fp32" and "error" not in r), None)
+    for r in rows:
+        if base is not None and "error" not in r:
+            r["speedup"] = r["samples_s"] / base["samples_s"]
+    return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| domain | preset | parameters | batch | step (ms) | samples/s | steps timed |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| domain | preset | params | batch | variant | step (ms) | samples/s | x fp32 | loss after N steps | "
+             "batch fetch (ms) | share outside the network |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['domain']} | - | - | - | - | not measured: {r['error']} | - |")
+            lines.append(f"| {r['domain']} | | | | {r['variant']} | | not measured: {r['error']} | | | | |")
             continue
-        lines.append(f"| {r['domain']} | {r['preset']} | {r['params_m']:.2f} M | {r['batch']} | {r['step_ms']:.1f} | "
-                     f"{r['samples_s']:.1f} | {r['steps']} |")
+        lines.append(f"| {r['domain']} | {r['preset']} | {r['params_m']:.2f} M | {r['batch']} | {r['variant']} | "
+                     f"{r['step_ms']:.1f} | {r['samples_s']:.1f} | {r.get('speedup', float('nan')):.2f} | "
+                     f"{r['loss']:.4f} | {r['fetch_ms']:.1f} | {100 * r['outside']:.0f}% |")
     return "\n".join(lines)
-
-
-def append_results(text: str, path: Path) -> None:
-    header = "## Training throughput"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if header not in old:
-        old = old.rstrip("\n") + f"\n\n{header}\n\n" + (
-            "Samples/s of one optimizer step of each domain's default denoiser (EDM loss, backward, clipping, "
-            "AdamW, EMA) on a real collated batch, data loading excluded (`benchmarks/train_throughput.py`).\n")
-    start = old.index(header)
-    nxt = old.find("\n## ", start + len(header))
-    end = len(old) if nxt < 0 else nxt
-    block = old[start:end].rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    path.write_text(old[:start] + block + ("\n" + old[end:].lstrip("\n") if end < len(old) else ""))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--domains", nargs="*", default=None, help="default: every configs/domain/*.yaml")
     ap.add_argument("--batch", type=int, default=32, help="batch size for the domains (toy: 256)")
-    ap.add_argument("--seconds", type=float, default=10.0, help="time at least this long per domain")
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=30, help="timed optimizer steps per variant")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch intra-op threads")
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     names = args.domains or sorted(p.stem for p in (ROOT / "configs" / "domain").glob("*.yaml"))
-    device = torch.device(args.device)
     rows = []
     for name in names:
-        try:
-            rows.append(measure(name, BATCH.get(name, args.batch), args.seconds, device))
-            r = rows[-1]
-            print(f"{name}: {r['samples_s']:.1f} samples/s ({r['step_ms']:.1f} ms a step; data built in "
-                  f"{r['data_s']:.1f} s)", file=sys.stderr)
-        except Exception as e:  # noqa: BLE001 -- a domain that cannot be measured is reported, not fatal
-            rows.append({"domain": name, "error": f"{type(e).__name__}: {str(e)[:80]}"})
-            print(f"{name}: not measured: {type(e).__name__}: {e}", file=sys.stderr)
+        rows += measure(name, BATCH.get(name, args.batch), args.steps, args.warmup, args.variants)
+    from diffsuite.core.training.precision import cpu_bf16_units
+
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    text = f"### {when}, {args.device}: {machine()}\n\n{table(rows)}\n"
+    text = (f"### {when}: {machine('cpu')}; bf16 units: {cpu_bf16_units() or 'none'}; "
+            f"{args.steps} timed steps after {args.warmup} untimed\n\n{table(rows)}\n")
     print(text)
     if not args.no_write:
-        append_results(text, ROOT / "benchmarks" / "RESULTS.md")
-        print(f"appended to {ROOT / 'benchmarks' / 'RESULTS.md'}", file=sys.stderr)
+        record("## Training throughput", text)
+        print("recorded in benchmarks/RESULTS.md", file=sys.stderr)
 
 
 if __name__ == "__main__":
