@@ -3,6 +3,7 @@ and the trainer's previews."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 import torch
@@ -24,9 +25,12 @@ def generate(domain: Domain, denoiser: Callable, n: int, *, sampler: str = "heun
              progress: bool = False, **options: Any) -> tuple[list[Any], Tensor | list[Tensor]]:
     """Draw `n` samples. `options` go to ``domain.sampling_batch`` (class, length, known region...).
 
-    Batch k is seeded derive_seed(seed, k), so a run is reproducible and two seeds share no batch.
-    Returns the decoded samples and the model-space tensor (one tensor per batch, in a list, when
-    a domain's batches differ in shape, e.g. variable sizes without padding).
+    A sample is a function of (seed, its index) alone: the domain draws its random choices for all
+    `n` samples at once from a generator seeded ``derive_seed(seed)``, and sample i takes all its
+    noise (the start and what stochastic samplers add) from its own generator seeded
+    ``derive_seed(seed, i)``, through the domain's noise hook. So `batch_size` only sets how many
+    rows go through the network together, never what they become.
+    Returns the decoded samples and the model-space tensor.
     """
     n = whole(n, "n", low=1)
     steps = whole(steps, "steps", low=1)
@@ -34,38 +38,56 @@ def generate(domain: Domain, denoiser: Callable, n: int, *, sampler: str = "heun
     solve = get_sampler(sampler)
     sigmas = (grid or karras_sigmas)(steps).to(device)
     batch_size = whole(batch_size or n, "batch_size", low=1)
-    samples, xs = [], []
+    choices = torch.Generator(device).manual_seed(derive_seed(seed))  # the domain's random choices, all n at once
+    full = domain.sampling_batch(n, generator=choices, **options).to(device)
+    if len(full) != n:
+        raise ValueError(f"{domain.name}: sampling_batch({n}) returned {len(full)} rows")
+    xs = []
     bar = tqdm(total=n * steps, desc=f"sampling {domain.name}", unit="step", disable=not progress, leave=False)
     try:  # the bar is cleared on an error too, so the error's line stands alone
-        for chunk, start in enumerate(range(0, n, batch_size)):
+        for start in range(0, n, batch_size):
             m = min(batch_size, n - start)
-            gen = torch.Generator(device).manual_seed(derive_seed(seed, chunk))  # seed=1 never replays seed=0's chunk 1
-            batch = domain.sampling_batch(m, generator=gen, **options).to(device)
-            if chunk == 0 and guidance != 1.0:  # before any work: refuse guidance that changes nothing
-                probe = torch.Generator(device).manual_seed(0)  # leaves the samples' generator untouched
+            batch = rows(full, start, m)
+            noise = per_sample_noise(domain, batch, [derive_seed(seed, start + j) for j in range(m)], device)
+            D = denoiser
+            if start == 0 and guidance != 1.0:  # before any work: refuse guidance that changes nothing
+                probe = torch.Generator(device).manual_seed(0)  # leaves the samples' generators untouched
                 x_probe = sigmas[0] * torch.randn(batch.x.shape, generator=probe, device=device).to(batch.x.dtype)
                 check_something_to_guide(denoiser, x_probe, sigmas[0], batch.cond, guidance)
-
-            def solve_batch(batch: Batch, gen: torch.Generator = gen) -> Tensor:
-                noise = domain.noise_fn(batch, gen)
-                D = denoiser
-                if guidance != 1.0 or guidance_rescale:
-                    kw = {} if guidance_interval is None else {"interval": tuple(guidance_interval)}
-                    D = cfg(D, guidance, rescale=guidance_rescale, **kw)
-                if batch.known is not None:
-                    D = known_region(D, batch.known, batch.known_mask, noise(batch.known))
-                x = sigmas[0] * noise(torch.zeros_like(batch.x))
-                with torch.no_grad():
-                    return solve(D, x, sigmas, batch.cond, noise=noise, callback=lambda info: bar.update(len(batch)),
-                                 **(sampler_options or {}))
-
-            # a domain may split a batch into several solves, in order (video: autoregressive windows for
-            # clips longer than it was trained on); sample_loop(batch, solve_batch) returns the batch's x
-            loop = getattr(domain, "sample_loop", None)
-            x = solve_batch(batch) if loop is None else loop(batch, solve_batch)
-            samples.extend(domain.decode(x, batch))
-            xs.append(x.cpu())
+            if guidance != 1.0 or guidance_rescale:
+                kw = {} if guidance_interval is None else {"interval": tuple(guidance_interval)}
+                D = cfg(D, guidance, rescale=guidance_rescale, **kw)
+            x = sigmas[0] * noise(torch.zeros_like(batch.x))
+            if batch.known is not None:
+                D = known_region(D, batch.known, batch.known_mask, noise(batch.known))
+            with torch.no_grad():
+                x = solve(D, x, sigmas, batch.cond, noise=noise, callback=lambda info: bar.update(m),
+                          **(sampler_options or {}))
+            xs.append(x)
     finally:
         bar.close()
-    same = all(x.shape[1:] == xs[0].shape[1:] for x in xs)
-    return samples, torch.cat(xs) if same else xs
+    x = torch.cat(xs)
+    return domain.decode(x, full), x.cpu()
+
+
+def rows(batch: Batch, start: int, m: int) -> Batch:
+    """Rows start..start+m of a batch: every tensor whose first axis is the batch is cut, the rest
+    (and `meta`, which decode reads for the whole batch) is kept."""
+    n = len(batch)
+    cut = lambda t: t[start:start + m] if isinstance(t, Tensor) and t.ndim > 0 and t.shape[0] == n else t  # noqa: E731
+    cond = None if batch.cond is None else {k: cut(v) for k, v in batch.cond.items()}
+    return replace(batch, x=cut(batch.x), cond=cond, mask=cut(batch.mask), known=cut(batch.known),
+                   known_mask=cut(batch.known_mask))
+
+
+def per_sample_noise(domain: Domain, batch: Batch, seeds: list[int], device) -> Callable[[Tensor], Tensor]:
+    """The domain's noise hook, row by row, each row from its own generator: what row j draws
+    depends on seeds[j] alone, never on the other rows of the batch."""
+    hooks = [domain.noise_fn(rows(batch, j, 1), torch.Generator(device).manual_seed(s)) for j, s in enumerate(seeds)]
+
+    def noise(x: Tensor) -> Tensor:
+        if x.shape[0] != len(hooks):
+            raise ValueError(f"noise for {x.shape[0]} rows, but the batch has {len(hooks)} samples")
+        return torch.cat([hook(x[j:j + 1]) for j, hook in enumerate(hooks)])
+
+    return noise

@@ -13,7 +13,9 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
 from .domain import Batch, gaussian_noise_fn
+from .naming import free_stem
 from .nn import ClassEmbedding, NoiseEmbedding
+from .options import check_known, parse_classes
 
 
 class GaussianMixture:
@@ -125,11 +127,9 @@ class ToyDomain:
         return gaussian_noise_fn(generator)
 
     def sampling_batch(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Batch:
-        label = options.get("class")
-        k = len(self.mixture.weights)
-        if label is not None and not 0 <= int(label) < k:
-            raise ValueError(f"class {label} is outside the toy's {k} classes (0..{k - 1})")
-        return Batch(x=torch.zeros(n, 2), cond={"class": torch.full((n,), -1 if label is None else int(label))})
+        check_known(options, ("class",), "toy sampling")
+        labels = parse_classes(options.get("class"), len(self.mixture.weights), n)  # None: unconditional
+        return Batch(x=torch.zeros(n, 2), cond={"class": torch.tensor([-1] * n if labels is None else labels)})
 
     def decode(self, x: Tensor, batch: Batch) -> list[np.ndarray]:
         return list(x.detach().cpu().double().numpy())
@@ -142,12 +142,11 @@ class ToyDomain:
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        npz, png = out_dir / "samples.npz", out_dir / "samples.png"
-        for p in (npz, png):
-            if p.exists():
-                raise FileExistsError(f"{p} exists; samples are never overwritten")
+        stem = free_stem(out_dir, "samples", (".npz", ".png"))  # samples, or samples_1, ... (core.naming)
+        npz, png = out_dir / f"{stem}.npz", out_dir / f"{stem}.png"
         pts = np.stack(samples)
-        np.savez(npz, samples=pts)
+        with open(npz, "xb") as f:  # "x": fail rather than overwrite
+            np.savez(f, samples=pts)
         data = self.dataset("test").tensors[0][: len(pts) * 4].numpy()
         fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
         ax.scatter(data[:, 0], data[:, 1], s=3, alpha=0.4, label="data (test split)")
@@ -155,7 +154,8 @@ class ToyDomain:
         ax.set_aspect("equal")
         ax.legend(loc="upper right")
         ax.set_title(f"toy: {len(pts)} samples against data")
-        fig.savefig(png, bbox_inches="tight")
+        with open(png, "xb") as f:
+            fig.savefig(f, format="png", bbox_inches="tight")
         plt.close(fig)
         return [npz, png]
 

@@ -156,7 +156,7 @@ class DataStream:
         g = torch.Generator().manual_seed(derive_seed(self.seed, 0x10AD, self.epoch, self.dist.rank, self.consumed))
         if self.sampler is not None:
             self.sampler.set_position(self.epoch, self.consumed)
-        elif hasattr(self.dataset, "set_epoch"):
+        if hasattr(self.dataset, "set_epoch"):  # e.g. random crops that follow (epoch, index), so resume is exact
             self.dataset.set_epoch(self.epoch)
         return DataLoader(self.dataset, batch_size=self.micro_batch, sampler=self.sampler, drop_last=True,
                           collate_fn=self.collate, num_workers=self.num_workers, pin_memory=self.pin_memory,

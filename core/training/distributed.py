@@ -109,7 +109,24 @@ def derive_seed(seed: int, *keys: int) -> int:
     The trainer draws every random number of a step (noise levels, noise, condition dropout,
     anything the network draws from the global generator) from generators seeded this way, so
     ranks draw different noise from one run seed, and a resumed run -- on any number of
-    processes -- draws exactly what an uninterrupted one would have.
+    processes -- draws exactly what an uninterrupted one would have; sampling seeds sample i with
+    ``derive_seed(seed, i)``. Every integer counts whole (a 64-bit seed is not cut to 32 bits;
+    negative values are distinct from positive ones) and the number of keys is part of the input,
+    so ``derive_seed(s, k)`` and ``derive_seed(s, k, 0)`` differ.
     """
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *[int(k) for k in keys]]).generate_state(2, np.uint32)
+    entropy = [len(keys)]
+    for v in (seed, *keys):
+        entropy.extend(_words(int(v)))
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+
+
+def _words(v: int) -> list[int]:
+    """An integer as a self-delimiting list of 32-bit words: (count * 2 + sign), then |v| low word first."""
+    mag, words = abs(v), []
+    while True:
+        words.append(mag & 0xFFFFFFFF)
+        mag >>= 32
+        if not mag:
+            break
+    return [len(words) * 2 + (v < 0), *words]

@@ -19,6 +19,7 @@ from diffsuite.core.domain import Batch, gaussian_noise_fn
 from diffsuite.core.errors import UserError
 from diffsuite.core.noise import check_finite
 from diffsuite.core.options import check_known, number, parse_class, parse_classes, whole
+from diffsuite.core.pretrained import shipped_weights
 
 from .classifier import classifier_meta
 from .features import VOCODERS, FeatureSpec, LogMel, make_vocoder
@@ -142,12 +143,8 @@ class AudioDomain:
     # --- construction helpers -------------------------------------------------------------
     @staticmethod
     def _resolve(arg: str | None, default_name: str | None) -> Path | None:
-        if arg is None:
-            return None
-        if arg == "default":
-            p = PRETRAINED_DIR / default_name if default_name else None
-            return p if p is not None and p.is_file() else None
-        return Path(arg)
+        """default / null / a shipped file's name / a path: core.pretrained's rule for every domain."""
+        return shipped_weights(arg, PRETRAINED_DIR, default_name)
 
     def _scan(self) -> list[tuple[Path, str | None]]:
         """The folder's files with their labels (through label_map: a label it lacks is None)."""

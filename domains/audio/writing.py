@@ -13,16 +13,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
+from diffsuite.core.naming import free_stem  # noqa: E402
+
 LABEL_IN_NAME = re.compile(r"_class(\d+)")
 
 
 def _free_stem(out_dir: Path, stem: str) -> str:
-    """`stem` itself, or stem-1, stem-2, ... : the first for which neither file exists."""
-    k, cand = 0, stem
-    while (out_dir / f"{cand}.wav").exists() or (out_dir / f"{cand}.png").exists():
-        k += 1
-        cand = f"{stem}-{k}"
-    return cand
+    """`stem` itself, or stem_1, stem_2, ...: core.naming's rule, for the .wav and .png pair."""
+    return free_stem(out_dir, stem, (".wav", ".png"))
 
 
 def spectrogram_png(f, features: np.ndarray, *, title: str, seconds: float, top_hz: float) -> None:

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from diffsuite.core.domain import Batch
 from diffsuite.core.errors import MissingFileError, UserError
 from diffsuite.core.options import check_known
+from diffsuite.core.pretrained import shipped_weights
 
 from .dataset import BOND_CLASSES, Encoding, JointEncoding, MoleculeSet, edge_lists, from_molecules
 from .egnn import EGNN_PRESETS
@@ -101,7 +102,8 @@ class MoleculesDomain:
                                    self.loss_weight_spec) if self.bonds else None
         self.main_metric = "strict_molecule_stability"  # the figure a training summary line shows
         self.pretrained_name = pretrained
-        p = PRETRAINED_DIR / pretrained if pretrained else None
+        shipped = "qm9_egnn_s.safetensors" if self.data == "qm9" else None  # what pretrained=default names
+        p = shipped_weights(pretrained, PRETRAINED_DIR, shipped)
         self.pretrained = p if p is not None and p.is_file() else None
         self._sets: dict[str, MoleculeSet] = {}
         self._stats: tuple[float, float] | None = None  # conditioning property mean and std (train split)

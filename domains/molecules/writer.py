@@ -10,6 +10,8 @@ from pathlib import Path
 from rdkit import Chem
 from rdkit.Chem import AllChem, Draw
 
+from diffsuite.core.naming import free_path
+
 from .bonds import BondTable
 from .metrics import ALL_ELEMENTS, bond_orders, to_rdkit
 from .molecule import Molecule
@@ -17,13 +19,6 @@ from .molecule import Molecule
 log = logging.getLogger(__name__)
 
 
-def free_path(path: Path) -> Path:
-    if not path.exists():
-        return path
-    k = 1
-    while (p := path.with_name(f"{path.stem}_{k}{path.suffix}")).exists():
-        k += 1
-    return p
 
 
 def rdkit_molecules(samples: list[Molecule]) -> list[Chem.Mol]:

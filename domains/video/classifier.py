@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from diffsuite.core import classifiers as core_classifiers
 from diffsuite.core.noise import check_finite
 
 
@@ -44,29 +45,19 @@ class VideoClassifier(nn.Module):
 
 
 def save_classifier(model: VideoClassifier, path: Path, info: dict) -> Path:
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    if path.exists():
-        raise FileExistsError(f"{path} exists; classifier weights are never overwritten")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"classifier_config": json.dumps(model.config), "info": json.dumps(info)}
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
-    return path
+    """core.classifiers' format: kind video_classifier, the constructor settings, the training facts."""
+    return core_classifiers.save_classifier(path, model.state_dict(),
+                                            {"kind": "video_classifier", "config": model.config, "info": info})
 
 
 def load_classifier(path: Path) -> VideoClassifier:
-    from safetensors.torch import load_file, safe_open
+    """A video classifier file (either format); any other file is one error saying what it is."""
+    from safetensors.torch import load_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no classifier weights at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if "classifier_config" not in meta:
-        raise ValueError(f"{path} is not a video classifier export (no classifier_config metadata)")
-    model = VideoClassifier(**json.loads(meta["classifier_config"]))
-    model.load_state_dict(load_file(str(path)))
+    meta = core_classifiers.read_classifier_meta(path, "video_classifier",
+                                                 hint="train one with `python -m diffsuite.domains.video.classifier`")
+    model = VideoClassifier(**meta["config"])
+    model.load_state_dict(load_file(str(Path(path).expanduser())))
     return model.eval()
 
 

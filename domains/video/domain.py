@@ -21,6 +21,7 @@ from diffsuite.core.domain import Batch, gaussian_noise_fn
 from diffsuite.core.errors import UserError
 from diffsuite.core.noise import check_finite
 from diffsuite.core.options import check_known, parse_classes, whole
+from diffsuite.core.pretrained import shipped_weights
 
 from .moving_digits import NUM_CLASSES, MovingDigits
 from .transformer import PRESETS
@@ -67,11 +68,8 @@ class VideoDomain:
         self.cache_dir, self.classifier = cache_dir, classifier
         self._pretrained_arg = pretrained
         self.check_size(self.frames, *self.size)
-        if pretrained == "auto":
-            default = self.data == "moving_digits" and DEFAULT_WEIGHTS.is_file()
-            self.pretrained = DEFAULT_WEIGHTS if default else None
-        else:
-            self.pretrained = Path(pretrained) if pretrained else None
+        shipped = DEFAULT_WEIGHTS.name if self.data == "moving_digits" else None  # default (or auto): this file
+        self.pretrained = shipped_weights(pretrained, PRETRAINED_DIR, shipped)
         self._datasets: dict[str, Any] = {}
 
     # --- data ---------------------------------------------------------------------------------
@@ -193,8 +191,8 @@ class VideoDomain:
 
     def write(self, samples: list[VideoSample], out_dir: Path) -> list[Path]:
         paths = []
-        for s in samples:
-            paths += write_sample(s, Path(out_dir))
+        for i, s in enumerate(samples):  # sample_<i>, or sample_<i>_1 ... when taken (core.naming)
+            paths += write_sample(s, Path(out_dir), index=i)
         return paths
 
     # --- evaluation ---------------------------------------------------------------------------
@@ -220,9 +218,8 @@ class VideoDomain:
         return out
 
     def classifier_path(self) -> Path | None:
-        if self.classifier:
-            return Path(self.classifier).expanduser()
-        return DEFAULT_CLASSIFIER if self.data == "moving_digits" and DEFAULT_CLASSIFIER.is_file() else None
+        shipped = DEFAULT_CLASSIFIER.name if self.data == "moving_digits" else None
+        return shipped_weights(self.classifier or "default", PRETRAINED_DIR, shipped)  # null: the shipped one
 
     def config(self) -> dict[str, Any]:
         return {"_target_": "diffsuite.domains.video.VideoDomain", "sigma_data": self.sigma_data, "preset": self.preset,

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from diffsuite.core import naming
+
 SUFFIXES = (".mp4", ".gif", ".png", ".npz", ".json")
 
 
@@ -54,14 +56,15 @@ def frame_grid(frames: np.ndarray, *, columns: int = 8, pad: int = 1, given: lis
     return grid
 
 
-def free_stem(out_dir: Path, prefix: str = "sample") -> Path:
-    """The first ``out_dir/prefix_NNNN`` for which no file with any of our suffixes exists."""
+def free_stem(out_dir: Path, prefix: str = "sample", index: int | None = None) -> Path:
+    """``out_dir/prefix_NNNN`` for sample `index` under core.naming's rule (``prefix_NNNN_1``,
+    ... when taken); without an index, the first ``prefix_NNNN`` with no file of any suffix."""
+    if index is not None:
+        return out_dir / naming.free_stem(out_dir, f"{prefix}_{index:04d}", SUFFIXES)
     i = 0
-    while True:
-        stem = out_dir / f"{prefix}_{i:04d}"
-        if not any(stem.with_suffix(s).exists() for s in SUFFIXES):
-            return stem
+    while any((out_dir / f"{prefix}_{i:04d}{s}").exists() for s in SUFFIXES):
         i += 1
+    return out_dir / f"{prefix}_{i:04d}"
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
@@ -83,10 +86,10 @@ def write_gif(path: Path, frames: np.ndarray, fps: int) -> None:
     images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
 
 
-def write_sample(sample: VideoSample, out_dir: Path, *, scale: int = 4) -> list[Path]:
+def write_sample(sample: VideoSample, out_dir: Path, *, scale: int = 4, index: int | None = None) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = free_stem(out_dir)
+    stem = free_stem(out_dir, index=index)
     big = upscale(sample.frames, scale)
     paths = [stem.with_suffix(s) for s in (".mp4", ".gif", ".png", ".npz")]
     write_mp4(paths[0], big, sample.fps)

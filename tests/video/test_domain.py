@@ -93,7 +93,7 @@ def test_generate_write_evaluate(domain, denoiser, tmp_path, caplog):
     assert sum(durations) == pytest.approx(8 * 1000 / domain.fps, abs=8 * 10)  # GIF delays are centiseconds
     before = {p: p.stat().st_mtime_ns for p in out.iterdir()}
     again = domain.write(samples[:1], out)  # never overwrites: takes the next free name
-    assert again[0].name == "sample_0003.mp4"
+    assert again[0].name == "sample_0000_1.mp4"  # core.naming: the taken stem gets _1
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
     gen, _ = generate(domain, denoiser, 3, sampler="euler", steps=2, **{"class": 4})
     domain.write(gen, out)
