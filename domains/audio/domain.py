@@ -20,6 +20,7 @@ from diffsuite.core.errors import UserError
 from diffsuite.core.noise import check_finite
 from diffsuite.core.options import check_known, number, parse_class, parse_classes, whole
 from diffsuite.core.pretrained import shipped_weights
+from diffsuite.core.training.distributed import derive_seed
 
 from .classifier import classifier_meta
 from .features import VOCODERS, FeatureSpec, LogMel, make_vocoder
@@ -62,11 +63,19 @@ MAX_SECONDS = 3600.0  # seconds= longer than an hour is a typo, not a clip
 
 
 class ClipDataset(Dataset):
-    """Log-mel clips cropped (train: random start; else the start) or padded to `frames`."""
+    """Log-mel clips cropped (train: random start; else the start) or padded to `frames`.
+
+    A random crop is a function of (epoch, clip index) alone, never of a global or worker random
+    state, so a resumed run reads exactly the crops an uninterrupted one would have."""
 
     def __init__(self, features: list[Tensor], labels: list[int], *, frames: int, silence: float, random_crop: bool):
         self.features, self.labels, self.frames = features, labels, frames
         self.silence, self.random_crop = silence, random_crop
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The training stream calls this at each epoch (and at a resume)."""
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.features)
@@ -75,7 +84,10 @@ class ClipDataset(Dataset):
         f = self.features[i]  # (M, T)
         T = f.shape[-1]
         if T >= self.frames:
-            start = int(torch.randint(0, T - self.frames + 1, ())) if self.random_crop else 0
+            start = 0
+            if self.random_crop:
+                g = torch.Generator().manual_seed(derive_seed(0xC809, self.epoch, i))
+                start = int(torch.randint(0, T - self.frames + 1, (), generator=g))
             x, valid = f[:, start:start + self.frames], self.frames
         else:
             x = torch.nn.functional.pad(f, (0, self.frames - T), value=self.silence)
