@@ -322,7 +322,7 @@ class MoleculesDomain:
             atom = fm.expand(1, N, 3 + self.joint.atom_dim)
             pairs = (fm[:, :, None, 0] * fm[:, None, :, 0])[..., None].expand(1, N, N, BOND_CLASSES).reshape(1, N, -1)
             known_mask = torch.cat([atom, pairs], dim=-1).expand(B, -1, -1).clone()  # (B, N, C)
-        cond = dict(batch.cond, centre=known_mask.clone())
+        cond = dict(batch.cond, centre=known_mask[..., :1].clone())  # (B, N, 1) the fragment atoms
         return Batch(x=batch.x, cond=cond, mask=batch.mask, known=known, known_mask=known_mask,
                      meta=dict(batch.meta, fragment_atoms=k))
 

@@ -1,5 +1,6 @@
-"""Samples -> files a chemist opens: one SDF (3D, explicit hydrogens, bonds from distances,
-formal charges) and a PNG grid of 2D depictions. Existing files are never overwritten: the next
+"""Samples -> files a chemist opens: one SDF (3D, explicit hydrogens, the model's own bonds and
+formal charges -- or, for a positions-only model, bonds inferred from distances) and a PNG grid
+of 2D depictions drawn from the same bonds. Existing files are never overwritten: the next
 free name (``molecules_1.sdf``, ...) is taken."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from rdkit.Chem import AllChem, Draw
 from diffsuite.core.naming import free_path
 
 from .bonds import BondTable
-from .metrics import ALL_ELEMENTS, bond_orders, to_rdkit
+from .metrics import ALL_ELEMENTS, own_bonds, to_rdkit
 from .molecule import Molecule
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def rdkit_molecules(samples: list[Molecule]) -> list[Chem.Mol]:
     table = BondTable(ALL_ELEMENTS)
     out = []
     for i, m in enumerate(samples):
-        rw = to_rdkit(m, bond_orders(m, table))
+        rw = to_rdkit(m, own_bonds(m, table))
         mol = rw.GetMol()
         mol.UpdatePropertyCache(strict=False)
         mol.SetProp("_Name", m.name or f"sample_{i}")
