@@ -135,6 +135,7 @@ def save_checkpoint(root: Path, step: int, state: dict[str, Any], trainer_state:
             shutil.rmtree(root / f".bad_{final.name}", ignore_errors=True)
             final.rename(root / f".bad_{final.name}")
     if broadcast_object(good, info):
+        log.info("checkpoint %s already holds a sound step %d; kept it", final, step)
         return final
     barrier(info)
     with _single_process_ok():
@@ -152,8 +153,46 @@ def save_checkpoint(root: Path, step: int, state: dict[str, Any], trainer_state:
         _fsync_dir(root)
         for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
+        log.info("wrote checkpoint %s", final)
     barrier(info)
     return final
+
+
+def set_aside_later(run_dir: Path, step: int, info: DistInfo) -> Path | None:
+    """Resuming step `step` of a run that went further starts a new branch: checkpoints of later
+    steps and exports of later steps are moved (never deleted) to ``<run_dir>/superseded/
+    from_step_<step>[_k]/``, so what the run writes and returns next is this branch's own. Rank 0
+    moves, every rank gets the folder (None when nothing was later)."""
+    moved: Path | None = None
+    if info.is_main:
+        later = [c for c in list_checkpoints(run_dir / "checkpoints") if _step_of(c) > step]
+        exports = [f for f in sorted((run_dir / "export").glob("*.safetensors")) if _export_step(f) != step]
+        if later or (exports and any(_export_step(f) is None or _export_step(f) > step for f in exports)):
+            base = run_dir / "superseded" / f"from_{checkpoint_name(step)}"
+            moved, k = base, 1
+            while moved.exists():
+                moved, k = base.with_name(f"{base.name}_{k}"), k + 1
+            (moved / "checkpoints").mkdir(parents=True)
+            for c in later:
+                os.replace(c, moved / "checkpoints" / c.name)
+            if (run_dir / "export").is_dir():
+                os.replace(run_dir / "export", moved / "export")
+            log.warning("resuming step %d of a run that went on to step %s: its later checkpoints (%s) and its "
+                        "export were moved to %s; this run continues as a new branch from step %d", step,
+                        max([_step_of(c) for c in later], default="?"), ", ".join(c.name for c in later) or "none",
+                        moved, step)
+    return broadcast_object(moved, info)
+
+
+def _export_step(path: Path) -> int | None:
+    """The training step an exported file records (None when unreadable)."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return int(json.loads((f.metadata() or {})["diffsuite_config"])["step"])
+    except Exception:  # noqa: BLE001 -- a broken or foreign file counts as not this branch's
+        return None
 
 
 def choose_checkpoint(resume: Any, run_dir: Path, info: DistInfo, *, hashes: bool = True) -> Path | None:

@@ -34,7 +34,8 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from ..domain import Batch, config_options
-from .checkpoint import checkpoint_name, choose_checkpoint, load_checkpoint, read_trainer_state, save_checkpoint
+from .checkpoint import (checkpoint_name, choose_checkpoint, load_checkpoint, read_trainer_state, save_checkpoint,
+                         set_aside_later)
 from .data import DataPosition, DataStream
 from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, derive_seed, setup_distributed,
                           teardown_distributed)
@@ -311,6 +312,7 @@ def _restore(run: _Run) -> None:
     if run.resume_from is not None:
         run.step, run.position, run.nonfinite_row = _resume(run.resume_from, run.dcp_state(), run.model,
                                                             run.optimizer, run.ema, opts, run.seed, run.info)
+        set_aside_later(run.run_dir, run.step, run.info)  # an older step: a new branch, later files moved aside
     scheduler = run.scheduler
     scheduler.last_epoch = run.step
     for group, base in zip(run.optimizer.param_groups, scheduler.base_lrs):
@@ -431,7 +433,6 @@ def _checkpoint(run: _Run) -> Path | None:
     }
     path = save_checkpoint(run.run_dir / "checkpoints", run.step, run.dcp_state(), trainer_state, run.info,
                            keep=run.opts.keep_checkpoints, hashes=run.opts.verify_checkpoints)
-    log.info("checkpoint %s", path)
     run.last_ckpt = path
     return path
 
