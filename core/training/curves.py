@@ -6,7 +6,7 @@ against steps (left column) and wall time (right column) into ``<out>/<run>.png`
 same numbers to ``<out>/<run>.csv`` (one row per step that has a loss or an evaluation). With
 several runs it also draws them overlaid in ``<out>/overlay.png`` (each run one colour, labelled by
 its folder). Figures that never change in a run (sample counts) are left out of the picture but
-kept in the CSV; a figure's reference on real data (``real_<name>`` or ``<name>_real``) is drawn
+kept in the CSV; a figure's reference on real data (``real_<name>``, ``<name>_real...``) is drawn
 as a dashed line in that figure's panel. Plots are derived files: running the command again
 replaces them.
 """
@@ -22,6 +22,20 @@ LOG_CSV = "log.csv"
 EVALS_CSV = "evals.csv"
 META = {"step", "wall_s", "eval_s", "nfe", "n", "loss", "epoch", "lr", "grad_norm", "samples_per_s", "skipped",
         "elapsed_s"}
+
+
+# figures that count or time things rather than measure quality: never the summary's main metric
+BOOKKEEPING = {"n", "samples", "molecules", "seconds", "classifier_test_accuracy"}
+
+
+def is_reference(name: str) -> bool:
+    """A figure of real data, measured beside the samples' (``real_fd``, ``fd_real_heldout``,
+    ``sliced_wasserstein_real``, audio's ``vocoded_fd``)."""
+    return name.startswith(("real_", "vocoded_")) or "_real" in name
+
+
+def is_bookkeeping(name: str) -> bool:
+    return name in BOOKKEEPING or name.endswith("_samples") or name.startswith("n_")
 
 
 class PlotError(ValueError):
@@ -109,9 +123,12 @@ def plotted_figures(run: RunCurves) -> tuple[list[str], dict[str, str]]:
     """Figures drawn as panels (those that vary), and for each the reference figure drawn in it."""
     refs: dict[str, str] = {}
     for k in run.figures:
-        for ref in (f"real_{k}", f"{k}_real"):
-            if ref in run.figures:
+        if is_reference(k):
+            continue
+        for ref in run.figures:  # real_fd for fd, sliced_wasserstein_real for sliced_wasserstein, fd_real_heldout
+            if ref == f"real_{k}" or ref.startswith(f"{k}_real"):
                 refs[k] = ref
+                break
     shown = []
     for k in run.figures:
         if k in refs.values():

@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from .curves import is_bookkeeping, is_reference
+
 log = logging.getLogger("diffsuite.train")
 
 EVALS_DIR = "evals"
 # columns every evaluation row carries before the domain's figures
 EVAL_COLUMNS = ["step", "wall_s", "loss", "eval_s", "nfe", "n"]
-# figures that count or time things rather than measure quality: never the summary's main metric
-BOOKKEEPING = {"n", "samples", "molecules", "seconds", "classifier_test_accuracy"}
 
 
 @dataclass
@@ -117,7 +117,7 @@ def main_metric(figures: dict[str, float], domain: Any = None, preferred: str | 
         if name and name in figures:
             return name
     for k in figures:
-        if k not in BOOKKEEPING and not k.startswith(("real_", "vocoded_")) and not k.endswith("_real"):
+        if not is_bookkeeping(k) and not is_reference(k):
             return k
     return None
 

@@ -156,6 +156,10 @@ def test_main_metric_and_options():
     figures = {"n": 16.0, "real_fd": 2.0, "fd": 9.0, "accuracy": 0.5}
     assert main_metric(figures) == "fd"
     assert main_metric(figures, preferred="accuracy") == "accuracy"
+    video = {"samples": 4.0, "generated_samples": 4.0, "classifier_frechet_distance": 1484.6,
+             "classifier_frechet_distance_real_heldout": 1053.5}
+    assert main_metric(video) == "classifier_frechet_distance"
+    assert main_metric({"sliced_wasserstein_real": 0.1, "sliced_wasserstein": 0.2}) == "sliced_wasserstein"
 
     class Declares:
         main_metric = "accuracy"
