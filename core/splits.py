@@ -36,3 +36,15 @@ def split_of(key: str, val_fraction: float, test_fraction: float) -> str:
 def path_key(path: Path, root: Path) -> str:
     """The key of a file under a data root: its relative POSIX path (the same on every OS)."""
     return Path(path).relative_to(root).as_posix()
+
+
+def split_records(n: int, val_fraction: float, test_fraction: float, seed: int = 0) -> dict[str, list[int]]:
+    """Indices of the records of ONE file (molecules in an SDF) for each split: a seeded
+    permutation cut at train | val | test, so a small file still gets its exact proportions. (Files
+    in a folder use ``split_of``, which does not move old files when new ones are added.)"""
+    check_fractions(val_fraction, test_fraction)
+    import numpy as np
+
+    perm = np.random.RandomState(seed).permutation(n)
+    a, b = int(round((1 - val_fraction - test_fraction) * n)), int(round((1 - test_fraction) * n))
+    return {"train": perm[:a].tolist(), "val": perm[a:b].tolist(), "test": perm[b:].tolist()}

@@ -33,6 +33,7 @@ from diffsuite.core.domain import Batch
 from diffsuite.core.errors import MissingFileError, UserError
 from diffsuite.core.options import check_known
 from diffsuite.core.pretrained import shipped_weights
+from diffsuite.core.splits import split_records
 
 from .dataset import BOND_CLASSES, Encoding, JointEncoding, MoleculeSet, edge_lists, from_molecules
 from .egnn import EGNN_PRESETS
@@ -138,9 +139,7 @@ class MoleculesDomain:
         if split not in FILE_SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {list(FILE_SPLITS)}")
         mols = read_molecules(self.data)
-        perm = np.random.RandomState(0).permutation(len(mols))
-        lo, hi = (int(round(f * len(mols))) for f in FILE_SPLITS[split])
-        chosen = [mols[i] for i in perm[lo:hi]][: self.max_molecules]
+        chosen = [mols[i] for i in split_records(len(mols), 0.1, 0.1)[split]][: self.max_molecules]  # core.splits
         if not chosen:
             raise UserError(f"{self.data}: the {split} split is empty ({len(mols)} molecules in the file)")
         return from_molecules(chosen, self.vocabulary, max_atoms=self.max_atoms, property_name=self.condition,

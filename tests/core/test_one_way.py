@@ -142,3 +142,13 @@ def test_classifier_files_saved_and_checked_one_way(tmp_path):
     meta = classifiers.read_classifier_meta(path, "video_classifier")
     with pytest.raises(UserError, match=r"is a classifier for config=.*this domain needs config="):
         classifiers.check_classifier_meta(path, meta, {"config": {"channels": 3}})
+
+
+def test_records_of_one_file_split_by_exact_proportions():
+    for n in (7, 10, 101):
+        parts = splits.split_records(n, 0.1, 0.1)
+        assert sorted(sum(parts.values(), [])) == list(range(n))  # every record once
+        perm = np.random.RandomState(0).permutation(n)  # the molecules domain's split before core.splits
+        assert parts["test"] == perm[int(round(0.9 * n)):].tolist() and parts["train"] == perm[:int(round(0.8 * n))].tolist()
+    with pytest.raises(UserError, match="leave some data for training"):
+        splits.split_records(10, 0.5, 0.5)
