@@ -10,6 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..errors import UserError
+
 
 @dataclass
 class TrainerOptions:
@@ -58,7 +60,7 @@ class TrainerOptions:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
-            raise ValueError(f"unknown trainer option(s) {unknown}; known: {sorted(known)}")
+            raise UserError(f"unknown trainer option(s) {unknown}; known: {sorted(known)}")
         if "betas" in raw:
             raw["betas"] = tuple(raw["betas"])
         if "ema" in raw:
@@ -72,27 +74,27 @@ class TrainerOptions:
                     "eval_n", "eval_steps")
         for name in positive:
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup", "num_workers", "checkpoint_every", "keep_checkpoints", "preview_every", "eval_every",
                      "eval_media"):
             if int(getattr(self, name)) < 0:
-                raise ValueError(f"trainer.{name} must be >= 0, got {getattr(self, name)}")
+                raise UserError(f"trainer.{name} must be >= 0, got {getattr(self, name)}")
         if self.eval_options is None:
             self.eval_options = {}
         if not isinstance(self.eval_options, dict):
-            raise ValueError(f"trainer.eval_options must be a mapping of domain.evaluate options, got {self.eval_options!r}")
+            raise UserError(f"trainer.eval_options must be a mapping of domain.evaluate options, got {self.eval_options!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"trainer.lr must be a positive number, got {self.lr}")
+            raise UserError(f"trainer.lr must be a positive number, got {self.lr}")
         if not 0.0 <= self.cond_dropout < 1.0:
-            raise ValueError(f"trainer.cond_dropout must lie in [0, 1), got {self.cond_dropout}")
+            raise UserError(f"trainer.cond_dropout must lie in [0, 1), got {self.cond_dropout}")
         if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"trainer.precision must be auto, bf16 or fp32, got {self.precision!r}")
+            raise UserError(f"trainer.precision must be auto, bf16 or fp32, got {self.precision!r}")
         if self.parallel not in ("ddp", "fsdp"):
-            raise ValueError(f"trainer.parallel must be ddp or fsdp, got {self.parallel!r}")
+            raise UserError(f"trainer.parallel must be ddp or fsdp, got {self.parallel!r}")
 
     def micro_batch(self, world_size: int) -> int:
         per = world_size * self.grad_accum
         if self.batch_size % per:
-            raise ValueError(f"trainer.batch_size={self.batch_size} (global) does not split into {world_size} rank(s) x "
+            raise UserError(f"trainer.batch_size={self.batch_size} (global) does not split into {world_size} rank(s) x "
                              f"{self.grad_accum} accumulation step(s); choose a multiple of {per}")
         return self.batch_size // per

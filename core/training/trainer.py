@@ -41,6 +41,7 @@ from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, d
                           teardown_distributed)
 from .ema import EMA, full_tensor
 from .export import export_weights, load_exported
+from ..errors import UserError
 from .lr import lr_factor, lr_scheduler
 from .options import TrainerOptions
 from .parallelize import ParallelOptions, parallelize
@@ -287,18 +288,18 @@ def _warm_start(model: nn.Module, path: Path, cfg: DictConfig, domain) -> None:
     want = domain.config().get("_target_")
     have = (config.get("domain") or {}).get("_target_")
     if have != want:
-        raise ValueError(f"init={path} holds a {have} model, not a {want} one (domain={domain.name})")
+        raise UserError(f"init={path} holds a {have} model, not a {want} one (domain={domain.name})")
     have_p = ((config.get("model") or {}).get("precond") or {}).get("_target_")
     want_p = cfg.model.precond.get("_target_")
     if have_p != want_p:
-        raise ValueError(f"init={path} was trained with precond {have_p}; this run's model uses {want_p}")
+        raise UserError(f"init={path} was trained with precond {have_p}; this run's model uses {want_p}")
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
               if k in state and state[k].shape != v.shape]
     if missing or unexpected or shapes:
-        raise ValueError(f"init={path} does not fit this run's network (another preset or domain option?): "
+        raise UserError(f"init={path} does not fit this run's network (another preset or domain option?): "
                          f"missing {missing[:3]}, unexpected {unexpected[:3]}, shape {shapes[:3]}")
     with torch.no_grad():
         for k, v in own.items():
