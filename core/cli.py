@@ -35,10 +35,22 @@ USAGE = "usage: diffsuite {train,sample,evaluate,demo,plot} [key=value ...] [gro
 
 
 def resolve_device(name: str) -> str:
+    """auto (CUDA when there is one, else CPU), cpu, cuda, cuda:N or mps; one that is not there is
+    a user error naming it."""
     import torch
 
+    name = str(name).strip().lower()
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
+        raise UserError(f"device={name!r} is not a device; expected auto, cpu, cuda, cuda:N or mps")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= count:
+            raise UserError(f"device={name} but this machine has {count} CUDA device(s); use device=auto or device=cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("device=mps but no Apple-silicon GPU is available here; use device=auto or device=cpu")
     return name
 
 
