@@ -86,7 +86,8 @@ class ConsistencyLoss:
             mse = (err * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
         else:
             mse = err.flatten(1).mean(1)
-        per = ((mse + self.c**2).sqrt() - self.c) * self.weight(t.float())
+        # the clamp gives an exact match (mse = 0, e.g. everything dropped out) zero gradient, not 0 * inf = NaN
+        per = ((mse + self.c**2).clamp_min(1e-30).sqrt() - self.c) * self.weight(t.float())
         return LossOutput(per.mean(), per.detach(), t.detach())
 
 
