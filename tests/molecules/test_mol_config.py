@@ -19,3 +19,15 @@ def test_config_composes_and_options_work():
     assert set(cfg.evaluate_options) <= set(cfg)
     rebuilt = instantiate(domain.config())
     assert rebuilt.config() == domain.config()
+
+
+def test_joint_experiment_composes_and_rebuilds():
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=molecules_joint", "domain.preset=XS"])
+    assert cfg.trainer.checkpoint_every > 0 and cfg.trainer.eval_every > 0 and cfg.trainer.precision == "auto"
+    domain = instantiate(cfg.domain)
+    assert domain.bonds and domain.network_kind == "graph_egnn"
+    batch = domain.sampling_batch(2, num_atoms=7)
+    assert batch.x.shape == (2, 29, 3 + 5 + 3 + 29 * 4)  # positions, elements, charges, bond rows
+    rebuilt = instantiate(domain.config())
+    assert rebuilt.config() == domain.config() and rebuilt.bonds
