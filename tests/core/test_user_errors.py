@@ -174,3 +174,10 @@ def test_a_bug_keeps_its_traceback_in_process(tmp_path, monkeypatch, capsys):
     assert e.value.code == 1
     err = capsys.readouterr().err
     assert "ZeroDivisionError" in err and "Traceback" in err and "diffsuite: " not in err
+
+
+def test_bad_device_is_one_line(tmp_path, run):
+    out = tmp_path / "out"
+    r = run("sample", "domain=audio", "device=tpu", "n=1", "steps=1", f"out={out}")
+    one_line_error(r, "device='tpu' is not a device; expected auto, cpu, cuda")
+    nothing_written(tmp_path, out)
