@@ -64,4 +64,8 @@ def user_message(exc: BaseException) -> str:
         return f"{key} has no value; give it on the command line ({key}=...)"
     if isinstance(exc, OSError) and not isinstance(exc, UserError) and exc.filename:
         return f"{exc.filename}: {exc.strerror or exc}"
-    return one_line(exc)
+    text = str(exc)
+    if text.startswith("Caught ") and "Original Traceback" in text:  # re-raised from a DataLoader worker
+        last = [ln for ln in text.splitlines() if ln.strip()][-1]
+        text = last.split(": ", 1)[1] if last.split(": ", 1)[0].endswith(type(exc).__name__) else last
+    return one_line(text)

@@ -181,3 +181,20 @@ def test_bad_device_is_one_line(tmp_path, run):
     r = run("sample", "domain=audio", "device=tpu", "n=1", "steps=1", f"out={out}")
     one_line_error(r, "device='tpu' is not a device; expected auto, cpu, cuda")
     nothing_written(tmp_path, out)
+
+
+def test_user_error_from_a_dataloader_worker_is_still_one_line():
+    import torch.utils.data as tud
+
+    from diffsuite.core.errors import user_error_in, user_message
+
+    class Bad(tud.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            raise UserError("clip.wav: 128 samples is shorter than one frame")
+
+    with pytest.raises(UserError) as e:
+        list(tud.DataLoader(Bad(), num_workers=1))
+    assert user_message(user_error_in(e.value)) == "clip.wav: 128 samples is shorter than one frame"
