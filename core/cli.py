@@ -3,6 +3,12 @@
 Each command is a hydra app, so every config key can be overridden (`domain=audio steps=25`),
 groups are listed by `diffsuite <command> --help`, each run gets its own output folder, and
 `-m hydra/launcher=submitit_slurm` sends a run to Slurm.
+
+Errors: a bad request (an unknown key or group option, a value out of range, a file that is
+missing or unreadable; anything raised as ``core.errors.UserError``) prints one line,
+``diffsuite: <what, which value, what is allowed>``, exits with status 2 and leaves no run folder
+behind; an exception of any other kind is a bug and keeps its traceback. ``HYDRA_FULL_ERROR=1``
+prints the full traceback in both cases.
 """
 
 from __future__ import annotations
