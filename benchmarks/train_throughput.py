@@ -51,10 +51,12 @@ def batches(cfg, domain, n: int, batch_size: int) -> tuple[list, float]:
     """`n` collated batches through the trainer's DataStream, and the mean seconds to fetch one."""
     from diffsuite.core.training.data import DataStream
     from diffsuite.core.training.distributed import DistInfo
+    from diffsuite.core.training.precision import cpu_resources
 
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), owns_group=False)
+    workers, _ = cpu_resources(cfg.trainer.num_workers, info.device)  # what the trainer would use
     stream = DataStream(domain.dataset("train"), domain.collate, dist=info, micro_batch=batch_size, seed=0,
-                        num_workers=int(cfg.trainer.num_workers))
+                        num_workers=workers)
     next(stream)  # start-up (workers, caches) is not a per-step cost
     t0 = time.perf_counter()
     out = [next(stream) for _ in range(n)]

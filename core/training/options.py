@@ -35,7 +35,7 @@ class TrainerOptions:
     compile: bool = False
     activation_checkpointing: bool = False
     device: str = "auto"
-    num_workers: int = 2
+    num_workers: int | str = "auto"  # data worker processes per rank; auto: see precision.cpu_resources
     max_nonfinite: int = 5
     log_every: int = 10
     checkpoint_every: int = 1000
@@ -75,7 +75,9 @@ class TrainerOptions:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise UserError(f"trainer.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup", "num_workers", "checkpoint_every", "keep_checkpoints", "preview_every", "eval_every",
+        if self.num_workers != "auto" and (isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int)):
+            raise UserError(f"trainer.num_workers must be auto or a whole number >= 0, got {self.num_workers!r}")
+        for name in ("warmup", *(("num_workers",) if self.num_workers != "auto" else ()), "checkpoint_every", "keep_checkpoints", "preview_every", "eval_every",
                      "eval_media"):
             if int(getattr(self, name)) < 0:
                 raise UserError(f"trainer.{name} must be >= 0, got {getattr(self, name)}")

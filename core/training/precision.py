@@ -1,4 +1,5 @@
-"""The precision of a training step: ``trainer.precision = auto | fp32 | bf16``.
+"""The precision and the CPU resources of a training step: ``trainer.precision = auto | fp32 |
+bf16`` and ``trainer.num_workers = auto | N``.
 
 bf16 autocast runs the network's matrix products in bfloat16; the weights, the optimizer, the EMA
 and the loss reduction stay in float32 (the loss is cast back before it is reduced). On a GPU,
@@ -10,6 +11,7 @@ processor reports those units, and says which in the log.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from pathlib import Path
 
@@ -53,3 +55,29 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[bool, str]:
             return True, f"bf16 autocast (auto: this CPU has {unit})"
         return False, "fp32 (auto: this CPU reports no avx512_bf16/amx_bf16, where bf16 would be emulated and slower)"
     return False, f"fp32 (auto: no bf16 default for device {device.type})"
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cpu_resources(num_workers: int | str, device: torch.device) -> tuple[int, str]:
+    """Data workers for this rank, and on a CPU the intra-op threads, with no oversubscription.
+
+    ``auto`` workers: none on a CPU (the network and the batches share the same cores, and every
+    domain's training set is collated from tensors in memory: a worker process only takes a core
+    away from the network), 2 per rank on a GPU. On a CPU the network gets the cores the workers do
+    not use (never more threads than torch already had), unless OMP_NUM_THREADS says otherwise."""
+    workers = (0 if device.type == "cpu" else 2) if num_workers == "auto" else int(num_workers)
+    if device.type != "cpu":
+        return workers, f"{workers} data worker(s)"
+    if os.environ.get("OMP_NUM_THREADS"):
+        return workers, (f"{torch.get_num_threads()} intra-op thread(s) (OMP_NUM_THREADS), {workers} data worker(s) "
+                         f"on {available_cores()} core(s)")
+    threads = min(torch.get_num_threads(), max(1, available_cores() - workers))
+    torch.set_num_threads(threads)
+    return workers, f"{threads} intra-op thread(s), {workers} data worker(s) on {available_cores()} core(s)"

@@ -3,7 +3,7 @@
 The same code runs in one CPU process (tests), on one GPU, and under ``torchrun`` on several
 GPUs and nodes. Per optimizer step it draws ``grad_accum`` micro-batches per rank, computes the
 domain's denoising loss (noise from the domain's hook, condition dropout for classifier-free
-guidance, bf16 autocast on CUDA), checks that loss and gradients are finite before the optimizer
+guidance, bf16 autocast where ``trainer.precision`` picks it: see ``precision.py``), checks that loss and gradients are finite before the optimizer
 touches the weights, clips, steps AdamW with warm-up and decay, and updates the EMAs. Every
 random number of a step comes from ``derive_seed(seed, step, rank, micro_step)``: ranks draw
 different noise, and a resumed run draws what an uninterrupted one would have.
@@ -45,6 +45,7 @@ from ..errors import UserError
 from .lr import lr_factor, lr_scheduler
 from .options import TrainerOptions
 from .parallelize import ParallelOptions, parallelize
+from .precision import cpu_resources, resolve_precision
 from .periodic_eval import make_periodic_eval
 from .preview import write_preview
 from .run_log import RunLog
@@ -332,10 +333,12 @@ def _open_data(run: _Run) -> None:
     if info.is_main:
         barrier(info)
         _write_run_config(run.cfg, run.run_dir, run.step)
+    workers, threads = cpu_resources(opts.num_workers, device)
+    log.info("threads: %s", threads)
     run.stream = DataStream(dataset, run.domain.collate, dist=info, micro_batch=run.micro, seed=run.seed,
-                            num_workers=opts.num_workers, pin_memory=device.type == "cuda",
-                            position=run.position)
-    bf16 = opts.precision == "bf16" or (opts.precision == "auto" and device.type == "cuda")
+                            num_workers=workers, pin_memory=device.type == "cuda", position=run.position)
+    bf16, why = resolve_precision(opts.precision, device)
+    log.info("precision: %s", why)
     run.autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
     run.generator = torch.Generator(device)
     run.preview = _preview_settings(run.cfg, opts)

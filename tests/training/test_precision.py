@@ -55,3 +55,31 @@ def test_the_trainer_runs_bf16_on_a_bf16_cpu_and_logs_it(tmp_path, monkeypatch, 
     assert any("precision: bf16 autocast (auto: this CPU has avx512_bf16)" in m for m in caplog.messages)
     # the weights, and so the optimizer and the EMA, stay float32
     assert all(p.dtype == torch.float32 for p in r.model.parameters())
+
+
+def test_cpu_workers_never_oversubscribe_the_cores(monkeypatch):
+    from diffsuite.core.training.precision import cpu_resources
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(precision, "available_cores", lambda: 2)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert cpu_resources("auto", torch.device("cpu"))[0] == 0 and torch.get_num_threads() == 2
+        workers, why = cpu_resources(1, torch.device("cpu"))
+        assert workers == 1 and torch.get_num_threads() == 1 and "1 intra-op thread(s), 1 data worker(s)" in why
+        torch.set_num_threads(1)  # a caller's choice of fewer threads is kept
+        assert cpu_resources("auto", torch.device("cpu"))[0] == 0 and torch.get_num_threads() == 1
+        assert cpu_resources("auto", torch.device("cuda"))[0] == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_num_workers_option_is_checked():
+    from diffsuite.core.training.options import TrainerOptions
+
+    assert TrainerOptions.from_config({"num_workers": "auto"}).num_workers == "auto"
+    assert TrainerOptions.from_config({"num_workers": 3}).num_workers == 3
+    for bad in ("two", -1, 1.5):
+        with pytest.raises(Exception, match="num_workers"):
+            TrainerOptions.from_config({"num_workers": bad})
