@@ -49,21 +49,28 @@ def generate(domain: Domain, denoiser: Callable, n: int, *, sampler: str = "heun
             m = min(batch_size, n - start)
             batch = rows(full, start, m)
             noise = per_sample_noise(domain, batch, [derive_seed(seed, start + j) for j in range(m)], device)
-            D = denoiser
             if start == 0 and guidance != 1.0:  # before any work: refuse guidance that changes nothing
                 probe = torch.Generator(device).manual_seed(0)  # leaves the samples' generators untouched
                 x_probe = sigmas[0] * torch.randn(batch.x.shape, generator=probe, device=device).to(batch.x.dtype)
                 check_something_to_guide(denoiser, x_probe, sigmas[0], batch.cond, guidance)
-            if guidance != 1.0 or guidance_rescale:
-                kw = {} if guidance_interval is None else {"interval": tuple(guidance_interval)}
-                D = cfg(D, guidance, rescale=guidance_rescale, **kw)
-            x = sigmas[0] * noise(torch.zeros_like(batch.x))
-            if batch.known is not None:
-                D = known_region(D, batch.known, batch.known_mask, noise(batch.known))
-            with torch.no_grad():
-                x = solve(D, x, sigmas, batch.cond, noise=noise, callback=lambda info: bar.update(m),
-                          **(sampler_options or {}))
-            xs.append(x)
+
+            def solve_batch(batch: Batch, noise: Callable[[Tensor], Tensor] = noise) -> Tensor:
+                D = denoiser
+                if guidance != 1.0 or guidance_rescale:
+                    kw = {} if guidance_interval is None else {"interval": tuple(guidance_interval)}
+                    D = cfg(D, guidance, rescale=guidance_rescale, **kw)
+                x = sigmas[0] * noise(torch.zeros_like(batch.x))
+                if batch.known is not None:
+                    D = known_region(D, batch.known, batch.known_mask, noise(batch.known))
+                with torch.no_grad():
+                    return solve(D, x, sigmas, batch.cond, noise=noise, callback=lambda info: bar.update(len(batch)),
+                                 **(sampler_options or {}))
+
+            # A domain may split the rows' solve into several, in order: sample_loop(batch, solve_batch)
+            # calls solve_batch on batches of the same rows and returns their x (the video domain rolls
+            # clips longer than its training length out window by window; tests/video/test_context.py)
+            loop = getattr(domain, "sample_loop", None)
+            xs.append(solve_batch(batch) if loop is None else loop(batch, solve_batch))
     finally:
         bar.close()
     x = torch.cat(xs)
