@@ -10,6 +10,11 @@ with x = x0 + sigma * eps,
 
 * VP:   x_vp = x / sqrt(1 + sigma^2)             (alpha = 1/sqrt(1+s^2), sigma_vp = s alpha)
 * flow: x_t  = x / (1 + sigma),  t = s / (1 + s)  (x_t = (1 - t) x0 + t eps)
+
+The noise label c_noise is of order one for every wrapper, the range the shared
+``core.nn.embedding.NoiseEmbedding`` is tuned for: EDM's ln(sigma)/4 (about -1.6 to 1.1 over
+sigma in [0.002, 80]), VP's time as a fraction of the chain (t/1000 in [0, 1)), flow's t in
+[0, 1]. Labels up to 1000 would turn the embedding's top frequencies into aliased noise.
 """
 
 from __future__ import annotations
@@ -79,9 +84,10 @@ class EDMPrecond(Precond):
 class VPPrecond(Precond):
     """A variance-preserving model predicting eps, v or x0, continuous or discrete in time.
 
-    continuous: the network's time label is 999 * t with sigma(t) of the VP SDE (linear) or the
-    cosine schedule. discrete (``discrete_steps=1000``): t is the fractional timestep found by
-    interpolating log sigma in the training table, as k-diffusion's DiscreteSchedule does.
+    ``sigma_to_t`` gives the timestep in [0, 999]: continuous, 999 * t with sigma(t) of the VP SDE
+    (linear) or the cosine schedule; discrete (``discrete_steps=1000``), the fractional timestep
+    found by interpolating log sigma in the training table, as k-diffusion's DiscreteSchedule does.
+    The network's label is that timestep / 1000, in the embedding's range (module docstring).
     """
 
     def __init__(self, net: nn.Module, prediction: Prediction = "eps", kind: VPKind = "linear",
@@ -116,13 +122,13 @@ class VPPrecond(Precond):
             c_skip, c_out = 1 / (1 + sigma**2), -sigma * c_in
         else:
             c_skip, c_out = torch.zeros_like(sigma), torch.ones_like(sigma)
-        return c_skip, c_out, c_in, self.sigma_to_t(sigma)
+        return c_skip, c_out, c_in, self.sigma_to_t(sigma) / 1000
 
 
 class FlowPrecond(Precond):
     """Rectified flow predicting the velocity v = eps - x0 at x_t = (1 - t) x0 + t eps."""
 
-    def __init__(self, net: nn.Module, time_scale: float = 1000.0):
+    def __init__(self, net: nn.Module, time_scale: float = 1.0):  # label = time_scale * t, t in [0, 1]
         super().__init__(net)
         self.time_scale = time_scale
 
