@@ -1,17 +1,28 @@
 """The video domain: spatio-temporal patch diffusion on clips (B, C, T, H, W).
 
 Model space: pixels in [0, 1] mapped to [-1, 1]. Class conditioning through ``cond["class"]``
-(classifier-free guidance through ``cond["drop"]``); frame prediction and interpolation through
-the core's known-region conditioning: ``given=4`` (the first 4 frames) or ``given=[0, 15]``
-(any frames), taken from held-out clips of the domain's data or from a video file
-(``given_from=clip.mp4``), whose true frames are kept beside each sample for ``evaluate``.
+(classifier-free guidance through ``cond["drop"]``).
+
+Frame conditioning (``context=True``, the default; MCVD-style, Voleti et al. 2022): ``collate``
+gives each training clip a random set of clean frames (none, the first k, the first and last
+few, or a random subset), handed to the network in ``cond["frames"]`` with the marker
+``cond["given"]``, and sets ``Batch.mask`` to 0 on them so they never count in the loss. One
+model so generates, predicts and interpolates. Sampling with ``given=4`` (the first 4 frames) or
+``given=[0, 7]`` (any frames), taken from held-out clips or a video file (``given_from=clip.mp4``),
+feeds the given frames exactly as in training, and the core's known-region wrapper keeps them
+exact in the output; the true frames are kept beside each sample for ``evaluate``. ``frames=``
+longer than the training clips rolls out autoregressively (``sample_loop``): window after window
+of the training length, each conditioned on the last frames already made. With
+``context=False`` (the first shipped checkpoint) given frames go through known-region
+replacement only.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -23,7 +34,7 @@ from diffsuite.core.noise import check_finite
 from diffsuite.core.options import check_known, parse_classes, whole
 from diffsuite.core.pretrained import shipped_weights
 
-from .moving_digits import NUM_CLASSES, MovingDigits
+from .moving_digits import DIGIT_SOURCES, NUM_CLASSES, MovingDigits
 from .transformer import PRESETS
 from .video_files import VideoFolder, clip_from_file
 from .writing import VideoSample, read_sample, write_sample
@@ -33,6 +44,36 @@ log = logging.getLogger(__name__)
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 DEFAULT_WEIGHTS = PRETRAINED_DIR / "video_moving_digits.safetensors"
 DEFAULT_CLASSIFIER = PRETRAINED_DIR / "classifier_moving_digits.safetensors"
+
+
+def context_frames(n: int, frames: int, rng: np.random.Generator, p: float = 0.65) -> np.ndarray:
+    """Random given-frame patterns (n, frames) of 0/1 for frame-conditioned training, never all given.
+
+    With probability 1 - p none (generation); otherwise, as in MCVD's random past/future masking:
+    the first k frames (half the time k = frames // 2, the usual prediction task, else any k from 1
+    to frames - 1), 60% of conditioned clips; the first a and the last b (interpolation), 20%; or an
+    independent half of the frames, 20%.
+    """
+    out = np.zeros((n, frames), dtype=np.float32)
+    if frames < 2:
+        return out
+    for i in range(n):
+        if rng.random() >= p:
+            continue
+        u = rng.random()
+        if u < 0.6:
+            k = frames // 2 if rng.random() < 0.5 else int(rng.integers(1, frames))
+            out[i, :k] = 1
+        elif u < 0.8 and frames >= 3:
+            a = int(rng.integers(1, frames - 1))
+            b = int(rng.integers(1, frames - a))
+            out[i, :a] = 1
+            out[i, frames - b:] = 1
+        else:
+            out[i] = rng.random(frames) < 0.5
+            if out[i].all():
+                out[i, rng.integers(frames)] = 0
+    return out
 
 
 def _index_list(value: Any, name: str) -> list[int]:
@@ -55,9 +96,16 @@ class VideoDomain:
                  attention: str = "factorised", stride: int = 8, labels: str | None = None,
                  classes: list[str] | None = None, train_clips: int = 100000, eval_clips: int = 256, seed: int = 0,
                  fps: int = 8, cache_dir: str | None = None, classifier: str | None = None,
-                 pretrained: str | None = "auto"):
+                 pretrained: str | None = "auto", digits: str = "mnist", context: bool = True,
+                 context_p: float = 0.65, rollout_context: int | None = None):
         if preset not in PRESETS:
             raise UserError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+        if digits not in DIGIT_SOURCES:
+            raise UserError(f"unknown digits={digits!r}; expected one of {DIGIT_SOURCES}")
+        if not 0 <= float(context_p) <= 1:
+            raise UserError(f"context_p={context_p} is a probability; expected a value in [0, 1]")
+        self.digits, self.context, self.context_p = str(digits), bool(context), float(context_p)
+        self.rollout_context = None if rollout_context is None else int(rollout_context)
         size = [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
         self.sigma_data, self.preset, self.data = float(sigma_data), preset, str(data)
         self.frames, self.size, self.patch = int(frames), size, [int(p) for p in patch]
@@ -68,6 +116,9 @@ class VideoDomain:
         self.cache_dir, self.classifier = cache_dir, classifier
         self._pretrained_arg = pretrained
         self.check_size(self.frames, *self.size)
+        if self.rollout_context is not None and not 0 < self.rollout_context < self.frames:
+            raise UserError(f"rollout_context={self.rollout_context} frames must be between 1 and frames-1="
+                             f"{self.frames - 1}")
         shipped = DEFAULT_WEIGHTS.name if self.data == "moving_digits" else None  # default (or auto): this file
         self.pretrained = shipped_weights(pretrained, PRETRAINED_DIR, shipped)
         self._datasets: dict[str, Any] = {}
@@ -93,7 +144,7 @@ class VideoDomain:
                 if size[0] != size[1]:
                     raise ValueError(f"moving digits are square; got size {size}")
                 self._datasets[key] = MovingDigits(split=split, clips=clips, frames=frames, size=size[0],
-                                                   digit=max(4, size[0] // 2), seed=self.seed)
+                                                   digit=max(4, size[0] // 2), seed=self.seed, digits=self.digits)
             else:
                 self._datasets[key] = self._folder(split, frames, size)
         return self._datasets[key]
@@ -108,12 +159,21 @@ class VideoDomain:
     def collate(self, items: list[dict]) -> Batch:
         x = torch.stack([it["video"] for it in items]) * 2 - 1  # (B, C, T, H, W) in [-1, 1]
         labels = torch.tensor([it["label"] for it in items], dtype=torch.long)
-        return Batch(x=x, cond={"class": labels}, meta={"names": [it["name"] for it in items]})
+        names = [it["name"] for it in items]
+        batch = Batch(x=x, cond={"class": labels}, meta={"names": names})
+        if self.context:
+            # the draw depends on the clips' names only: the same batch gets the same frames, on resume too
+            rng = np.random.default_rng(zlib.crc32("\n".join(names).encode()))
+            given = torch.from_numpy(context_frames(len(items), x.shape[2], rng, self.context_p))
+            given = given.to(x.dtype)[:, None, :, None, None]  # (B, 1, T, 1, 1)
+            batch.cond.update(frames=x * given, given=given)
+            batch.mask = 1 - given  # given frames never count in the loss
+        return batch
 
     # --- model --------------------------------------------------------------------------------
     def network(self) -> nn.Module:
         return PRESETS[self.preset](channels=self.channels, patch=tuple(self.patch), num_classes=self.num_classes(),
-                                    attention=self.attention)
+                                    attention=self.attention, context=self.context)
 
     def noise_fn(self, batch: Batch, generator: torch.Generator | None = None):
         return gaussian_noise_fn(generator)
@@ -155,8 +215,38 @@ class VideoDomain:
         mask = torch.zeros(n, 1, T, 1, 1)
         mask[:, :, idx] = 1
         batch.known, batch.known_mask = truth * 2 - 1, mask
+        if self.context:  # the network sees the given frames clean, with their marker, as in training
+            batch.cond.update(frames=batch.known * mask, given=mask)
         meta.update(given=idx, truth=truth, truth_labels=truth_labels, sources=sources)
         return batch
+
+    def sample_loop(self, batch: Batch, solve_batch: Callable[[Batch], Tensor]) -> Tensor:
+        """One solve for clips up to the training length; longer clips (``frames=`` above it) roll out
+        autoregressively: windows of the training length, each new window starting where the last
+        one ends less ``rollout_context`` frames (default half a window), with every frame already
+        made (and every frame the user gave) in it given clean, the rest generated."""
+        T, W = batch.x.shape[2], self.frames
+        if not self.context or T <= W:
+            return solve_batch(batch)
+        keep = self.rollout_context or W // 2
+        B = len(batch)
+        known = batch.known if batch.known is not None else torch.zeros_like(batch.x)
+        user = (batch.known_mask if batch.known_mask is not None else torch.zeros(B, 1, T, 1, 1)).to(known)
+        out, done = known.clone(), 0
+        while done < T:
+            start = max(0, min(done - keep, T - W)) if done else 0
+            window = slice(start, start + W)
+            mask = user[:, :, window].clone()
+            mask[:, :, : done - start] = 1  # frames already made
+            vals = out[:, :, window]
+            cond = {k: v for k, v in (batch.cond or {}).items() if k not in ("frames", "given")}
+            sub = Batch(x=torch.zeros_like(vals), cond=cond, meta=batch.meta)
+            if mask.any():
+                sub.known, sub.known_mask = vals.clone(), mask
+                cond.update(frames=vals * mask, given=mask)
+            out[:, :, window] = solve_batch(sub).to(out.dtype)
+            done = start + W
+        return out
 
     def _labels(self, n: int, value: Any) -> Tensor:
         """class=: None (unconditional), an index or name, or one per sample (core.options.parse_classes)."""
@@ -227,4 +317,5 @@ class VideoDomain:
                 "patch": list(self.patch), "attention": self.attention, "stride": self.stride, "labels": self.labels,
                 "classes": self.classes, "train_clips": self.train_clips, "eval_clips": self.eval_clips,
                 "seed": self.seed, "fps": self.fps, "cache_dir": self.cache_dir, "classifier": self.classifier,
-                "pretrained": self._pretrained_arg}
+                "pretrained": self._pretrained_arg, "digits": self.digits, "context": self.context,
+                "context_p": self.context_p, "rollout_context": self.rollout_context}

