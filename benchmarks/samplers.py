@@ -48,6 +48,7 @@ from diffsuite.core.toy import GaussianMixture, sliced_wasserstein  # noqa: E402
 import _reference_samplers as R  # noqa: E402
 
 NFES = (5, 10, 20, 50)
+OVERHEAD_SHAPES = ((16, 2), (4, 3, 32, 32), (4096, 64))  # the last: 262k float32 values, memory-bound
 SIGMA_END = 1e-4  # the full reference solve ends here; D(x, 1e-4) differs from x by < 2e-6 relative
 _VP = vp_discrete_sigmas("linear")
 VP_MIN, VP_MAX = float(_VP[0]), float(_VP[-1])  # the range of the 1000-step linear-beta table: [0.0292, 25.1]
@@ -284,7 +285,9 @@ def overhead(shape, steps: int = 50, reps: int = 25) -> list[tuple[str, dict[str
         ("DDIM = euler", None, None, dif("DDIMScheduler", step_kw={"eta": 0.0})),
     ]
     # round-robin over all runs, so that load from other jobs on the shared machine hits all alike
-    bare = lambda: [triv(x, None) for _ in range(100)]  # noqa: E731  (the bare denoiser, to subtract)
+    def bare():  # the bare denoiser, to subtract; each result is dropped at once, as in a sampler loop (keeping
+        for _ in range(100):  # 100 large results alive made every call fault in fresh pages: 483 µs instead of
+            triv(x, None)  # ~40 at (4096, 64), and negative overheads)
     jobs = [(label, lib, fn) for label, *fns in rows for lib, fn in zip(("ours", "k-diffusion", "diffusers"), fns)
             if fn is not None] + [("bare", "bare", bare)]
     n_calls, times = {}, {}
@@ -309,6 +312,31 @@ def overhead(shape, steps: int = 50, reps: int = 25) -> list[tuple[str, dict[str
     return out, t_call * 1e6
 
 
+# --- state precision ----------------------------------------------------------------------------
+
+def precision_check(gm, n: int = 2000, nfes=(10, 50)) -> list[tuple[str, int, float, float]]:
+    """Does a float64 sampler state change results for a float32 network? Every deterministic
+    sampler, Karras grid, the exact denoiser evaluated on float32 inputs and returned in float32 (a
+    float32 network): once with a float32 start (the state stays float32), once with the same start
+    in float64 (the state is float64, the network still sees float32). Returns rows (sampler, NFE,
+    max |float32 state - float64 state| per point, mean ODE error of the float64-state run against a
+    800-step float64 dpmpp_2m solve)."""
+    net32 = lambda x, s, cond=None: gm.denoise(x.float(), s).float()  # noqa: E731
+    net_for64 = lambda x, s, cond=None: gm.denoise(x.float(), s).double()  # noqa: E731  (float32 network)
+    x64 = 80.0 * torch.randn(n, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    x32 = x64.float()
+    ref = S.sample_dpmpp_2m(lambda x, s, cond=None: gm.denoise(x, s), x32.double(), karras_sigmas(800))
+    rows = []
+    for name in ("euler", "heun", "dpmpp_2m", "unipc", "dpmpp_3m_sde"):
+        opts = {"eta": 0.0} if name.endswith("_sde") else {}
+        for nfe in nfes:
+            sig = karras_sigmas(S.steps_for_evaluations(name, nfe))
+            a = S.SAMPLERS[name](net32, x32, sig, **opts).double()
+            b = S.SAMPLERS[name](net_for64, x32.double(), sig, **opts)
+            rows.append((name, nfe, (a - b).norm(dim=1).max().item(), (b - ref).norm(dim=1).mean().item()))
+    return rows
+
+
 # --- tables -------------------------------------------------------------------------------------
 
 def fmt(v, nd=4):
@@ -326,12 +354,25 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="a small smoke run; writes nothing")
     ap.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
     ap.add_argument("--skip-overhead", action="store_true")
+    ap.add_argument("--overhead-only", action="store_true",
+                    help="measure only the state precision and per-step overhead, and replace only those "
+                         "subsections of `## Samplers` (the quality tables stay)")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.ref_steps = 2000, 200
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     gm = GaussianMixture.ring()
+    if args.overhead_only:
+        over = [(shape, *overhead(shape, reps=7 if args.quick else 31)) for shape in OVERHEAD_SHAPES]
+        md = "\n".join(tail_md(precision_check(gm, n=500 if args.quick else 2000), over)) + "\n"
+        md += (f"\n(Refreshed alone by `.venv/bin/python benchmarks/samplers.py --overhead-only` on "
+               f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {time.perf_counter() - t_start:.0f} s "
+               f"wall, CPU time {time.process_time():.0f} s; the tables above are from the full run.)\n")
+        print(md)
+        if not (args.quick or args.no_write):
+            replace_tail(ROOT / "benchmarks" / "RESULTS.md", md)
+        return
     oracle = R.Oracle(gm)
 
     # checks: the fast oracle is gm.denoise; the cached SW is core's sliced_wasserstein
@@ -399,10 +440,11 @@ def main(argv=None):
     over = None
     if not args.skip_overhead:
         t = time.perf_counter()
-        over = [(shape, *overhead(shape, reps=7 if args.quick else 31)) for shape in ((16, 2), (4, 3, 32, 32))]
+        over = [(shape, *overhead(shape, reps=7 if args.quick else 31)) for shape in OVERHEAD_SHAPES]
         print(f"overhead: {time.perf_counter() - t:.0f}s")
+    precision = precision_check(gm, n=500 if args.quick else 2000)
 
-    md = report(methods, floors, sw(truth), ref_err, args, over, knots, top, time.perf_counter() - t_start)
+    md = report(methods, floors, sw(truth), ref_err, args, over, knots, top, time.perf_counter() - t_start, precision)
     print(md)
     if not (args.quick or args.no_write):
         write_section(ROOT / "benchmarks" / "RESULTS.md", md)
@@ -416,7 +458,7 @@ def cell(m, what):
     return s + (f" ({m.calls})" if m.calls < m.nfe else "")
 
 
-def report(methods, floors, sw_truth, ref_err, args, over, knots, top, wall) -> str:
+def report(methods, floors, sw_truth, ref_err, args, over, knots, top, wall, precision=()) -> str:
     nfes = sorted({m.nfe for m in methods})
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     L = ["## Samplers", ""]
@@ -567,13 +609,36 @@ def report(methods, floors, sw_truth, ref_err, args, over, knots, top, wall) -> 
                              for w in ("sw", "err", "err_range")) + ".")
         L.append("")
 
+    L += tail_md(precision, over)
+    return "\n".join(L).rstrip() + "\n"
+
+
+def tail_md(precision, over) -> list[str]:
+    """The state-precision and per-step overhead subsections (also refreshed alone by --overhead-only)."""
+    L: list[str] = []
+    if precision:
+        L.append("### Sampler state precision: float32 against float64 for a float32 network")
+        L.append("")
+        L.append("Our samplers keep their state in the start's dtype (float32 for a float32 or half-precision start; "
+                 "step coefficients are Python floats). Here every deterministic sampler runs twice on the Karras grid "
+                 "with the exact denoiser evaluated in float32 (a float32 network): from a float32 start (float32 "
+                 "state) and from the same start in float64 (float64 state, the network still fed float32). The "
+                 "float64 state would matter only if the difference came near the solver's own error.")
+        L.append("")
+        L.append("| sampler | NFE | max distance float32 vs float64 state | ODE error (float64 state) |")
+        L.append("|---|---|---|---|")
+        for name, nfe, diff, err in precision:
+            L.append(f"| {name}{' (eta=0)' if name.endswith('_sde') else ''} | {nfe} | {diff:.1e} | {fmt(err)} |")
+        L.append("")
     if over:
         L.append("### Per-step sampler overhead (µs of CPU time per step; 50 steps, median of 31 runs taken "
                  "round-robin, trivial denoiser x*0.5 whose bare cost is subtracted)")
         L.append("")
         L.append("Grid construction and diffusers' `set_timesteps` are inside the timed run; k-diffusion's SDE "
                  "samplers are given plain `randn` noise (as ours), not their default Brownian tree. Inputs are "
-                 "float32 (ours computes in float64 internally). The machine is shared (load average "
+                 "float32 (all three libraries keep a float32 state; ours since issue 15, before it converted the whole "
+                 "state to float64 and back around every evaluation). Stochastic samplers include their Gaussian noise "
+                 "draw (one per step in every library), which at (4096, 64) alone costs several hundred µs. The machine is shared (load average "
                  f"{os.getloadavg()[0]:.1f} on 2 cores at the end of this run): the times are the thread's CPU "
                  "time (`time.thread_time`), which preemption does not inflate, though cache sharing still adds "
                  "some noise; the runs are interleaved so that all libraries see the same load.")
@@ -589,7 +654,18 @@ def report(methods, floors, sw_truth, ref_err, args, over, knots, top, wall) -> 
                 c2 = "—" if o is None or d is None else ("yes" if o < d / 3 else "NO")
                 L.append(f"| {label} | {fmt(o, 1)} | {fmt(k, 1)} | {fmt(d, 1)} | {c1} | {c2} |")
             L.append("")
-    return "\n".join(L).rstrip() + "\n"
+    return L
+
+
+def replace_tail(path: Path, md: str) -> None:
+    """Replace the precision/overhead subsections at the end of `## Samplers` with `md`."""
+    lines = path.read_text().splitlines(keepends=True)
+    start = next(i for i, l in enumerate(lines) if l.rstrip() == "## Samplers")
+    end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
+    heads = ("### Sampler state precision", "### Per-step sampler overhead")
+    first = next((j for j in range(start, end) if lines[j].startswith(heads)), end)
+    path.write_text("".join(lines[:first]) + md + ("\n" + "".join(lines[end:]) if end < len(lines) else ""))
+    print(f"replaced the overhead subsections of the Samplers section of {path}")
 
 
 def write_section(path: Path, md: str) -> None:
