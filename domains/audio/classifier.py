@@ -19,6 +19,11 @@ from einops import rearrange, reduce
 from safetensors.torch import load_file, safe_open
 from torch import Tensor, nn
 
+from diffsuite.core.classifiers import check_classifier_meta, read_classifier_meta
+from diffsuite.core.errors import UserError
+
+from .features import FeatureSpec
+
 
 class SpectrogramClassifier(nn.Module):
     """(B, 1, M, T) normalised log-mel -> logits (B, K); any T >= 8 (pooled over time)."""
@@ -45,30 +50,49 @@ class SpectrogramClassifier(nn.Module):
         return self.head(self.embedding(x))  # (B, K)
 
 
+def classifier_meta(path: str | Path) -> dict:
+    """The settings stored with a classifier export; a feature_spec written before a field existed
+    gets that field's default (the features it was trained on did not have it either)."""
+    path = Path(path)
+    meta = read_classifier_meta(path, "audio_classifier",
+                                hint=f"train one with `python -m diffsuite.domains.audio.classifier --out {path}`")
+    if isinstance(meta.get("feature_spec"), dict):
+        meta["feature_spec"] = {**FeatureSpec().as_dict(), **meta["feature_spec"]}
+    return meta
+
+
 def load_classifier(path: str | Path, *, num_classes: int, n_mels: int, feature_spec: dict) -> tuple[SpectrogramClassifier, dict]:
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no classifier weights at {path}; train one with `python -m diffsuite.domains.audio.classifier --out {path}`")
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get("diffsuite_config", "{}"))
-    if meta.get("kind") != "audio_classifier":
-        raise ValueError(f"{path} is not an audio classifier export")
+    meta = classifier_meta(path)
     if meta["num_classes"] != num_classes or meta["n_mels"] != n_mels:
-        raise ValueError(f"{path} classifies {meta['num_classes']} classes on {meta['n_mels']} mel bins; "
-                         f"this domain has {num_classes} classes and {n_mels} mel bins")
-    if meta.get("feature_spec") != feature_spec:
-        raise ValueError(f"{path} was trained on other features ({meta.get('feature_spec')}), not {feature_spec}")
+        raise UserError(f"{path} classifies {meta['num_classes']} classes on {meta['n_mels']} mel bins; "
+                        f"this domain has {num_classes} classes and {n_mels} mel bins")
+    check_classifier_meta(path, meta, {"feature_spec": feature_spec})
     net = SpectrogramClassifier(num_classes=num_classes, n_mels=n_mels, width=meta["width"], emb_dim=meta["emb_dim"])
-    net.load_state_dict(load_file(str(path)))
+    tensors = load_file(str(path))
+    net.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(REFERENCE)})
+    stored = {k[len(REFERENCE):]: v for k, v in tensors.items() if k.startswith(REFERENCE)}
+    if stored:  # training-clip statistics shipped with the classifier (evaluation without the data)
+        meta["_reference"] = {k: (v.double() if k == "marginal" else v.double().numpy()) for k, v in stored.items()}
+        meta["_reference"]["train_clips"] = meta.get("train_clips")
     return net.eval(), meta
 
 
-def _augment(x: Tensor, frames: int, generator: torch.Generator) -> Tensor:
-    """A random crop of `frames` (padded with the clip's own minimum) and a random gain in log space."""
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+REFERENCE = "reference."  # prefix of the training-clip statistics stored beside the weights
+
+
+def _augment(x: Tensor, frames: int, generator: torch.Generator, silence: float | None = None) -> Tensor:
+    """A random crop of `frames`, a random delay of up to 1/8 of them (silence shifted in; with
+    `silence` given) and a random gain in log space."""
     B, _, M, T = x.shape
     if T > frames:
         start = torch.randint(0, T - frames + 1, (1,), generator=generator).item()
         x = x[..., start:start + frames]
+    if silence is not None:
+        delay = torch.randint(0, max(1, frames // 8) + 1, (1,), generator=generator).item()
+        if delay:
+            x = torch.cat([torch.full_like(x[..., :delay], silence), x[..., :-delay]], dim=-1)
     gain = 0.2 * torch.randn(B, 1, 1, 1, generator=generator)
     return x + gain
 
@@ -80,8 +104,12 @@ def accuracy(net: SpectrogramClassifier, x: Tensor, y: Tensor, batch_size: int =
 
 
 def train_classifier(domain, out: str | Path, *, steps: int = 400, batch_size: int = 64, lr: float = 2e-3,
-                     width: int = 64, emb_dim: int = 64, seed: int = 0) -> dict:
-    """Train on the domain's train split, report accuracy on its test split, export the weights."""
+                     width: int = 64, emb_dim: int = 64, seed: int = 0, store_reference: bool = False,
+                     reference_lines: bool = False) -> dict:
+    """Train on the domain's train split, report accuracy on its test split, export the weights.
+    store_reference: also store the training clips' statistics (embedding and MFCC mean and
+    covariance, class frequencies) so that evaluation needs no data; reference_lines: also store
+    the figures of all held-out clips, real and through the domain's vocoder."""
     from diffsuite.core.training.export import export_weights  # the trainer package is heavy to import; only needed here
 
     if Path(out).exists():
@@ -99,7 +127,7 @@ def train_classifier(domain, out: str | Path, *, steps: int = 400, batch_size: i
     for step in range(steps):
         idx = torch.randint(0, len(x_all), (batch_size,), generator=g)
         frames = max(16, x_all.shape[-1] * 3 // 4)
-        loss = F.cross_entropy(net(_augment(x_all[idx], frames, g)), y_all[idx])
+        loss = F.cross_entropy(net(_augment(x_all[idx], frames, g, domain._logmel.silence)), y_all[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -110,8 +138,21 @@ def train_classifier(domain, out: str | Path, *, steps: int = 400, batch_size: i
     acc = accuracy(net, *test)
     meta = {"kind": "audio_classifier", "num_classes": domain.num_classes, "n_mels": domain.spec.n_mels,
             "width": width, "emb_dim": emb_dim, "feature_spec": domain.spec.as_dict(), "classes": list(domain.classes),
-            "test_accuracy": acc, "test_clips": len(test[0]), "steps": steps, "train_seconds": round(time.time() - t0, 1)}
-    export_weights(out, net.state_dict(), meta)
+            "test_accuracy": acc, "test_clips": len(test[0]), "steps": steps, "train_seconds": round(time.time() - t0, 1),
+            "seed": seed}
+    tensors = dict(net.state_dict())
+    if store_reference or reference_lines:
+        from .evaluation import compute_reference, held_out_lines
+
+        ref = compute_reference(domain, net)
+        meta["train_clips"] = ref["train_clips"]
+        tensors.update({REFERENCE + k: torch.as_tensor(v, dtype=torch.float64) for k, v in ref.items() if k != "train_clips"})
+        if reference_lines:
+            lines = held_out_lines(domain, net, ref, None, None, vocoded=True)
+            meta["reference_lines"] = lines
+            meta["reference_vocoder"] = domain.vocoder
+            print("held-out lines: " + ", ".join(f"{k} {v:.3f}" for k, v in lines.items()), flush=True)
+    export_weights(out, tensors, meta)
     print(f"classifier test accuracy {acc:.4f} on {len(test[0])} held-out clips; written to {out}")
     return meta
 
@@ -124,14 +165,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="safetensors file to write (never overwritten)")
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--config", default=str(Path(__file__).resolve().parents[2] / "configs/domain/audio.yaml"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", default=str(CONFIGS / "domain/audio.yaml"))
+    p.add_argument("--experiment", default=None,
+                   help="also apply the domain settings of configs/experiment/NAME.yaml (e.g. audio_fsdd)")
+    p.add_argument("--store-reference", action="store_true",
+                   help="store the training clips' statistics with the weights (evaluation without the data)")
+    p.add_argument("--reference-lines", action="store_true",
+                   help="also store the figures of all held-out clips, real and vocoded")
     p.add_argument("overrides", nargs="*", help="domain constructor overrides, e.g. data=/path/to/clips")
     a = p.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    cfg = OmegaConf.load(a.config).domain
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(a.overrides))
-    domain = instantiate(cfg, classifier=None)
-    train_classifier(domain, a.out, steps=a.steps, batch_size=a.batch_size)
+    root = OmegaConf.create({"domain": OmegaConf.load(a.config).domain})
+    if a.experiment:
+        path = CONFIGS / "experiment" / f"{a.experiment}.yaml"
+        if not path.is_file():
+            raise SystemExit(f"--experiment {a.experiment}: no {path}")
+        exp = OmegaConf.load(path)
+        root = OmegaConf.merge(root, {k: exp[k] for k in ("domain", "data") if k in exp})  # ${data} resolves here
+    root.domain = OmegaConf.merge(root.domain, OmegaConf.from_dotlist(a.overrides))
+    domain = instantiate(root.domain, classifier=None)
+    train_classifier(domain, a.out, steps=a.steps, batch_size=a.batch_size, seed=a.seed,
+                     store_reference=a.store_reference, reference_lines=a.reference_lines)
 
 
 if __name__ == "__main__":

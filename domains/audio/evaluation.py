@@ -1,15 +1,21 @@
-"""`diffsuite evaluate domain=audio samples=DIR`: quality figures for a folder of sample clips,
-each beside the same figure for as many held-out real clips (and for those clips after the
-mel -> Griffin-Lim round trip, which shows what the vocoder alone costs).
+"""`diffsuite evaluate domain=audio samples=DIR`: quality figures for a folder of sample clips
+(DiffWave's SC09 protocol, Kong et al. 2021, with the project's own digit classifier), each beside
+the same figure for held-out real clips and for those clips after the vocoder round trip (what
+the vocoder alone costs).
 
-The held-out real clips carry the same labels as the samples (read from their names) where the
-held-out split has enough of each class, else as many clips of each class in turn.
-
-* fd / is: Fréchet distance to the training clips and Inception-style score, both on the
-  embedding / predictions of the project's classifier (DiffWave's SC09 protocol);
+* fd: Fréchet distance of the classifier's embedding to the training clips' (lower is better);
+* is / mis: Inception score and modified Inception score of its predictions (higher is better);
+* am: AM score (lower is better);
 * accuracy: how often the classifier recognises the class a sample was conditioned on (read
   from ``_class<k>`` in the file name, as ``write`` names them);
 * mfcc_fd: Fréchet distance of per-clip MFCC mean and standard deviation to the training clips.
+
+The training-clip statistics come from the classifier file when it carries them (the shipped
+FSDD classifier does: a user's clone has no FSDD), else from the domain's training split. The
+real and vocoded-real lines are computed from the held-out split when the data is there, with
+the same labels as the samples where it has enough of each class; else the lines stored in the
+classifier file are reported (``real_n`` says over how many clips). Fréchet distances grow as
+the set shrinks: compare figures over the same number of clips.
 """
 
 from __future__ import annotations
@@ -22,9 +28,8 @@ import numpy as np
 import torch
 
 from .classifier import load_classifier
-from .features import MelInverter
 from .folder import AUDIO_EXTENSIONS
-from .metrics import frechet_distance, inception_score, mfcc_stats
+from .metrics import am_score, frechet_from_stats, gaussian_stats, inception_score, mfcc_stats, modified_inception_score
 from .writing import LABEL_IN_NAME
 
 log = logging.getLogger(__name__)
@@ -75,12 +80,20 @@ def read_sample_folder(domain, folder: Path) -> tuple[torch.Tensor, list[int], l
 
 
 @torch.no_grad()
-def _figures(net, x: torch.Tensor, labels: list[int], ref_emb: np.ndarray, ref_mfcc: np.ndarray, spec) -> dict[str, float]:
-    emb = net.embedding(x)  # (N, E)
-    logits = net.head(emb)  # (N, K)
+def embed(net, x: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(embeddings (N, E), logits (N, K)) of features (N, 1, M, T)."""
+    emb = torch.cat([net.embedding(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    return emb, net.head(emb)
+
+
+def figures(net, x: torch.Tensor, labels: list[int], ref: dict, spec) -> dict[str, float]:
+    """The protocol's figures for one set of clips (N, 1, M, T) against reference statistics."""
+    emb, logits = embed(net, x)
     logmel = x[:, 0] / spec.scale + spec.offset  # (N, M, T) natural-log mel
-    out = {"fd": frechet_distance(emb.numpy(), ref_emb), "is": inception_score(logits),
-           "mfcc_fd": frechet_distance(mfcc_stats(logmel).numpy(), ref_mfcc)}
+    out = {"fd": frechet_from_stats(*gaussian_stats(emb.double().numpy()), ref["emb_mu"], ref["emb_cov"]),
+           "is": inception_score(logits), "mis": modified_inception_score(logits),
+           "am": am_score(logits, ref.get("marginal")),
+           "mfcc_fd": frechet_from_stats(*gaussian_stats(mfcc_stats(logmel).double().numpy()), ref["mfcc_mu"], ref["mfcc_cov"])}
     y = torch.tensor(labels)
     known = y >= 0
     if known.any():
@@ -88,15 +101,52 @@ def _figures(net, x: torch.Tensor, labels: list[int], ref_emb: np.ndarray, ref_m
     return out
 
 
-def reference_stats(domain, net) -> tuple[np.ndarray, np.ndarray]:
-    """Classifier embeddings and MFCC statistics of the training clips (kept on the domain)."""
+def compute_reference(domain, net) -> dict:
+    """Statistics of the training clips: embedding and MFCC-statistics mean and covariance, and
+    the class frequencies (the AM score's reference marginal)."""
+    x, y = domain.labelled_tensors("train")
+    emb, _ = embed(net, x)
+    logmel = x[:, 0] / domain.spec.scale + domain.spec.offset
+    emb_mu, emb_cov = gaussian_stats(emb.double().numpy())
+    mfcc_mu, mfcc_cov = gaussian_stats(mfcc_stats(logmel).double().numpy())
+    marginal = torch.bincount(y[y >= 0], minlength=domain.num_classes).double()
+    return {"emb_mu": emb_mu, "emb_cov": emb_cov, "mfcc_mu": mfcc_mu, "mfcc_cov": mfcc_cov, "marginal": marginal,
+            "train_clips": len(x)}
+
+
+def reference_stats(domain, net, meta: dict | None = None) -> dict:
+    """The training-clip statistics: stored in the classifier file, else computed (kept on the domain)."""
     if "train" not in domain._reference:
-        x, _ = domain.labelled_tensors("train")
-        with torch.no_grad():
-            emb = torch.cat([net.embedding(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy()
-        logmel = x[:, 0] / domain.spec.scale + domain.spec.offset
-        domain._reference["train"] = (emb, mfcc_stats(logmel).numpy())
+        stored = (meta or {}).get("_reference")
+        domain._reference["train"] = stored if stored is not None else compute_reference(domain, net)
     return domain._reference["train"]
+
+
+def has_data(domain) -> bool:
+    return domain.synthetic or Path(domain.data).is_dir()
+
+
+def held_out_lines(domain, net, ref: dict, labels: list[int] | None, n: int | None, *,
+                   vocoded: bool = True) -> dict[str, float]:
+    """Figures of held-out real clips (real_*) and of the same clips through the vocoder
+    (vocoded_*): `n` of them with `labels` where the split has enough of each class, else
+    balanced over classes (n=None: all)."""
+    xr, yr = domain.labelled_tensors("test")
+    pick = matching_subset(yr, labels) if labels and min(labels) >= 0 else None
+    pick = balanced_subset(yr, min(n or len(xr), len(xr))) if pick is None else pick
+    xr, yr = xr[pick], yr[pick].tolist()
+    out = {"real_n": float(len(xr))}
+    out.update({f"real_{k}": v for k, v in figures(net, xr, yr, ref, domain.spec).items()})
+    if vocoded:
+        feats, _ = domain.split_features("test")
+        silence = domain._logmel.silence
+        xv = []
+        for i in pick.tolist():  # each clip at its own length (no vocoding of padding), re-analysed as sample files are
+            f = feats[i][:, :domain.frames]
+            wave = domain.vocode(f[None])[0]
+            xv.append(_fit_length(domain._logmel(wave), domain.frames, silence))
+        out.update({f"vocoded_{k}": v for k, v in figures(net, torch.stack(xv)[:, None], yr, ref, domain.spec).items()})
+    return out
 
 
 def evaluate_folder(domain, samples: Path, *, reference: bool = True, vocoded_reference: bool = True) -> dict[str, float]:
@@ -107,20 +157,17 @@ def evaluate_folder(domain, samples: Path, *, reference: bool = True, vocoded_re
     net, meta = load_classifier(domain.classifier_path, num_classes=domain.num_classes, n_mels=domain.spec.n_mels,
                                 feature_spec=domain.spec.as_dict())
     x, labels, names = read_sample_folder(domain, samples)
-    ref_emb, ref_mfcc = reference_stats(domain, net)
-    out = {"n": float(len(x)), **_figures(net, x, labels, ref_emb, ref_mfcc, domain.spec)}
+    ref = reference_stats(domain, net, meta)
+    out = {"n": float(len(x)), **figures(net, x, labels, ref, domain.spec)}
     out["classifier_test_accuracy"] = float(meta["test_accuracy"])
     if reference:
-        xr, yr = domain.labelled_tensors("test")
-        pick = matching_subset(yr, labels) if min(labels) >= 0 else None
-        pick = balanced_subset(yr, min(len(x), len(xr))) if pick is None else pick
-        xr, yr = xr[pick], yr[pick].tolist()
-        out.update({f"real_{k}": v for k, v in _figures(net, xr, yr, ref_emb, ref_mfcc, domain.spec).items()})
-        if vocoded_reference:
-            with torch.no_grad():
-                waves = MelInverter(domain.spec, n_iter=domain.griffin_lim_iters)(xr[:, 0])  # (n, samples)
-            xv = domain._logmel(waves)[:, None]  # re-analysed, as sample files are
-            xv = torch.stack([_fit_length(f, domain.frames, domain._logmel.silence) for f in xv[:, 0]])[:, None]
-            out.update({f"vocoded_{k}": v for k, v in _figures(net, xv, yr, ref_emb, ref_mfcc, domain.spec).items()})
+        if has_data(domain):
+            out.update(held_out_lines(domain, net, ref, labels, len(x), vocoded=vocoded_reference))
+        elif meta.get("reference_lines"):  # a clone without the data: the lines measured when the classifier was made
+            stored = meta["reference_lines"]
+            out.update({k: float(v) for k, v in stored.items() if vocoded_reference or not k.startswith("vocoded_")})
+        else:
+            log.warning("%s is not here and the classifier stores no reference lines: no real / vocoded lines",
+                        domain.data)
     out["seconds"] = round(time.time() - t0, 2)
     return out

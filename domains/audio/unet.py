@@ -167,6 +167,12 @@ def unet_s(num_classes: int, n_mels: int) -> SpectrogramUNet:
                            blocks=1, attention=True)
 
 
+def unet_s2(num_classes: int, n_mels: int) -> SpectrogramUNet:
+    """S widened to 96 channels with two blocks a level (7 M parameters): the spoken-digit (FSDD) model."""
+    return SpectrogramUNet(num_classes=num_classes, n_mels=n_mels, layout="1d", channels=96, mults=(1, 2, 2),
+                           blocks=2, attention=True)
+
+
 def unet_m(num_classes: int, n_mels: int) -> SpectrogramUNet:
     return SpectrogramUNet(num_classes=num_classes, n_mels=n_mels, layout="1d", channels=128, mults=(1, 2, 2, 2),
                            blocks=2, attention=True)
@@ -182,4 +188,4 @@ def unet2d_m(num_classes: int, n_mels: int) -> SpectrogramUNet:
                            blocks=2, attention=True)
 
 
-PRESETS = {"XS": unet_xs, "S": unet_s, "M": unet_m, "2D-S": unet2d_s, "2D-M": unet2d_m}
+PRESETS = {"XS": unet_xs, "S": unet_s, "S2": unet_s2, "M": unet_m, "2D-S": unet2d_s, "2D-M": unet2d_m}
