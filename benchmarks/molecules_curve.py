@@ -6,7 +6,7 @@ trainer every ``trainer.eval_every`` steps from the EMA weights).
     python benchmarks/molecules_curve.py runs/molecules/qm9_joint_s runs/molecules/qm9_egnn_s_curve [--no-record]
 
 The baseline needs a run with evaluations on, e.g.
-``diffsuite train experiment=molecules_default trainer.eval_every=500 trainer.eval_n=64 trainer.eval_steps=25
+``diffsuite train experiment=molecules_default trainer.eval_every=500 trainer.eval_n=48 trainer.eval_steps=25
 run_dir=runs/molecules/qm9_egnn_s_curve``. Appends the tables under ``## Molecules`` in
 benchmarks/RESULTS.md.
 """
