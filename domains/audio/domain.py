@@ -110,7 +110,7 @@ class AudioDomain:
                  f_max: float | None = None, power: float = 2.0, frame_centre: str = "start",
                  vocoder: str = "griffinlim", griffin_lim_init: str = "zero", hifigan_model: str = "universal",
                  label_map: dict[str, str] | None = None, split_pattern: str | None = None,
-                 test_split: list[str] | None = None, val_split: list[str] | None = None):
+                 test_split: list[str] | None = None, val_split: list[str] | None = None, dropout: float = 0.0):
         if preset not in PRESETS:
             raise UserError(f"unknown audio preset {preset!r}; expected one of {sorted(PRESETS)}")
         self.data, self.labels, self.label_pattern, self.label_csv = data, labels, label_pattern, label_csv
@@ -136,6 +136,9 @@ class AudioDomain:
             if not self.test_split:
                 raise UserError("split_pattern needs test_split, the held-out values of its group (e.g. [5, 6, 7, 8, 9])")
         self.seconds, self.preset, self.sigma_data = seconds, preset, sigma_data
+        if not 0.0 <= float(dropout) < 1.0:
+            raise UserError(f"audio dropout must lie in [0, 1), got {dropout}")
+        self.dropout = float(dropout)  # inside each residual block; consistency tuning (model=ect) wants some
         self.synthetic_per_class = tuple(synthetic_per_class)
         self.val_fraction, self.test_fraction, self.griffin_lim_iters = val_fraction, test_fraction, griffin_lim_iters
         self.cache_dir = Path(cache_dir or os.path.expanduser("~/.cache/diffsuite")) / "audio"
@@ -218,7 +221,7 @@ class AudioDomain:
                 "griffin_lim_iters": self.griffin_lim_iters, "f_max": s.f_max, "power": s.power,
                 "frame_centre": s.frame_centre, "vocoder": self.vocoder, "griffin_lim_init": self.griffin_lim_init,
                 "hifigan_model": self.hifigan_model, "label_map": self.label_map, "split_pattern": self.split_pattern,
-                "test_split": self.test_split, "val_split": self.val_split}
+                "test_split": self.test_split, "val_split": self.val_split, "dropout": self.dropout}
 
     # --- data -------------------------------------------------------------------------------
     def split_features(self, split: str) -> tuple[list[Tensor], list[int]]:
@@ -290,7 +293,7 @@ class AudioDomain:
 
     # --- model ------------------------------------------------------------------------------
     def network(self) -> nn.Module:
-        return PRESETS[self.preset](self.num_classes, self.spec.n_mels)
+        return PRESETS[self.preset](self.num_classes, self.spec.n_mels, dropout=self.dropout)
 
     def noise_fn(self, batch: Batch, generator: torch.Generator | None = None):
         return gaussian_noise_fn(generator)

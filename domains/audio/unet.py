@@ -157,35 +157,35 @@ class SpectrogramUNet(nn.Module):
         return rearrange(out, "b m t -> b 1 m t") if self.layout == "1d" else out
 
 
-def unet_xs(num_classes: int, n_mels: int) -> SpectrogramUNet:
+def unet_xs(num_classes: int, n_mels: int, dropout: float = 0.0) -> SpectrogramUNet:
     return SpectrogramUNet(num_classes=num_classes, n_mels=n_mels, layout="1d", channels=32, mults=(1, 2),
-                           blocks=1, attention=False)
+                           blocks=1, attention=False, dropout=dropout)
 
 
-def unet_s(num_classes: int, n_mels: int) -> SpectrogramUNet:
+def unet_s(num_classes: int, n_mels: int, dropout: float = 0.0) -> SpectrogramUNet:
     return SpectrogramUNet(num_classes=num_classes, n_mels=n_mels, layout="1d", channels=64, mults=(1, 2, 2),
-                           blocks=1, attention=True)
+                           blocks=1, attention=True, dropout=dropout)
 
 
-def unet_s2(num_classes: int, n_mels: int) -> SpectrogramUNet:
+def unet_s2(num_classes: int, n_mels: int, dropout: float = 0.0) -> SpectrogramUNet:
     """S widened to 96 channels with two blocks a level (7 M parameters): the spoken-digit (FSDD) model."""
     return SpectrogramUNet(num_classes=num_classes, n_mels=n_mels, layout="1d", channels=96, mults=(1, 2, 2),
-                           blocks=2, attention=True)
+                           blocks=2, attention=True, dropout=dropout)
 
 
-def unet_m(num_classes: int, n_mels: int) -> SpectrogramUNet:
+def unet_m(num_classes: int, n_mels: int, dropout: float = 0.0) -> SpectrogramUNet:
     return SpectrogramUNet(num_classes=num_classes, n_mels=n_mels, layout="1d", channels=128, mults=(1, 2, 2, 2),
-                           blocks=2, attention=True)
+                           blocks=2, attention=True, dropout=dropout)
 
 
-def unet2d_s(num_classes: int, n_mels: int) -> SpectrogramUNet:
+def unet2d_s(num_classes: int, n_mels: int, dropout: float = 0.0) -> SpectrogramUNet:
     return SpectrogramUNet(num_classes=num_classes, n_mels=n_mels, layout="2d", channels=24, mults=(1, 2, 2),
-                           blocks=1, attention=True)
+                           blocks=1, attention=True, dropout=dropout)
 
 
-def unet2d_m(num_classes: int, n_mels: int) -> SpectrogramUNet:
+def unet2d_m(num_classes: int, n_mels: int, dropout: float = 0.0) -> SpectrogramUNet:
     return SpectrogramUNet(num_classes=num_classes, n_mels=n_mels, layout="2d", channels=64, mults=(1, 2, 2, 4),
-                           blocks=2, attention=True)
+                           blocks=2, attention=True, dropout=dropout)
 
 
 PRESETS = {"XS": unet_xs, "S": unet_s, "S2": unet_s2, "M": unet_m, "2D-S": unet2d_s, "2D-M": unet2d_m}
