@@ -56,9 +56,8 @@ class RunLog:
         self.last: dict[str, Any] = {}  # the last row written (its loss goes into the evaluation rows)
         if not enabled:
             return
-        self._wall0 = self._trim_csv(start_step)
+        self._wall0 = max(self._trim_csv(start_step), self._trim_evals(start_step))  # an evaluation ends later
         self._t0 = time.perf_counter()
-        self._trim_evals(start_step)
         new = not self.csv_path.exists()
         self._csv_file = open(self.csv_path, "a", newline="")
         self._csv = csv.DictWriter(self._csv_file, fieldnames=COLUMNS)
@@ -94,11 +93,14 @@ class RunLog:
             _write_rows(self.csv_path, COLUMNS, keep)
         return wall
 
-    def _trim_evals(self, start_step: int) -> None:
+    def _trim_evals(self, start_step: int) -> float:
+        """As `_trim_csv`, for evals.csv; returns the wall time the last kept evaluation ended at."""
         columns, rows = _read_rows(self.evals_path)
         keep = _kept(rows, start_step)
         if columns and len(keep) != len(rows):
             _write_rows(self.evals_path, columns, keep)
+        walls = [float(r["wall_s"]) for r in keep if r.get("wall_s")]
+        return max(walls, default=0.0)
 
     def step(self, n: int = 1) -> None:
         if self.bar is not None:

@@ -135,6 +135,8 @@ def test_resumed_run_replaces_later_rows_and_keeps_earlier_files(tmp_path):
     assert again[0] == first[0]
     assert again[1]["sliced_wasserstein"] == first[1]["sliced_wasserstein"]  # resumed exactly: same weights
     assert float(again[1]["wall_s"]) > float(again[0]["wall_s"])
+    log = {int(r["step"]): float(r["wall_s"]) for r in read_csv(run_dir / "log.csv")}
+    assert sorted(log) == list(range(5, 21, 5)) and log[15] > float(again[0]["wall_s"])  # wall time never runs back
     assert (run_dir / "evals" / "step_00000020" / "samples.npz").is_file()
     assert (run_dir / "evals" / "step_00000020.2" / "samples.npz").is_file()
 
