@@ -107,3 +107,27 @@ def build_from_export(path: str | Path, device: str | torch.device = "cpu", expe
     if missing or unexpected:
         raise UserError(f"{path} does not fit the network its config builds: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return domain, denoiser.to(device).eval(), config
+
+
+def export_half(src: str | Path, dst: str | Path) -> Path:
+    """A float16 copy of exported weights (half the bytes; what the repository ships), with the same
+    config; loading casts back to the network's float32. Refused when a weight does not fit float16."""
+    state, config = load_exported(src)
+    half = {}
+    for k, v in state.items():
+        if v.is_floating_point():
+            h = v.to(torch.float16)
+            if not torch.isfinite(h).all():
+                raise UserError(f"{src}: weight {k} overflows float16 (max |w| {v.abs().max().item():.3g}); keep float32")
+            half[k] = h
+        else:
+            half[k] = v
+    return export_weights(dst, half, config)
+
+
+if __name__ == "__main__":  # python -m diffsuite.core.training.export SRC DST: the float16 copy
+    import sys
+
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: python -m diffsuite.core.training.export SRC.safetensors DST.safetensors (float16 copy)")
+    print(export_half(sys.argv[1], sys.argv[2]))
