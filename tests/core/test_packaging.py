@@ -29,12 +29,12 @@ def package_folders() -> dict[str, Path]:
 
 def test_every_package_folder_is_listed_in_pyproject():
     cfg = setuptools_config()
-    assert cfg["package-dir"] == {name: folder for folder, name in FOLDERS.items()}
+    assert cfg["package-dir"] == {name: folder for folder, name in FOLDERS.items()} | {"diffsuite.configs": "configs"}
     folders = package_folders()
     listed = set(cfg["packages"])
     missing = sorted(set(folders) - listed)
     assert not missing, f"pyproject.toml [tool.setuptools] packages lacks {missing}: those folders would not install"
-    stale = sorted(listed - set(folders))
+    stale = sorted(listed - set(folders) - {"diffsuite.configs"})  # configs/: YAML only, no __init__.py
     assert not stale, f"pyproject.toml lists packages with no folder: {stale}"
     assert all(p == "diffsuite" or p.startswith("diffsuite.") for p in listed)
 
@@ -59,3 +59,17 @@ def test_nothing_installs_as_top_level_core_or_domains(tmp_path):
     assert found.returncode == 0 and found.stdout.strip() == "[]", (found.stdout, found.stderr[-2000:])
     scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "diffsuite"}
     assert scripts == {"diffsuite": "diffsuite.core.cli:main"}
+
+
+def test_a_regular_install_carries_the_configs_where_the_cli_looks():
+    """A wheel (not editable) holds only what pyproject maps into diffsuite/: configs/ must go to
+    diffsuite/configs, beside diffsuite/core, because core/cli.py reads core/../configs."""
+    cfg = setuptools_config()
+    assert cfg["package-dir"]["diffsuite.configs"] == "configs" and "diffsuite.configs" in cfg["packages"]
+    from diffsuite.core.cli import CONFIG_DIR
+
+    assert Path(CONFIG_DIR).resolve() == (ROOT / "core").resolve().parent / cfg["package-dir"]["diffsuite.configs"]
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["diffsuite.configs"]
+    yamls = [p.relative_to(ROOT / "configs") for p in (ROOT / "configs").rglob("*.yaml")]
+    left_out = [str(p) for p in yamls if not any(p.match(pat) and len(p.parts) == len(Path(pat).parts) for pat in patterns)]
+    assert yamls and not left_out, f"configs not installed by package-data {patterns}: {left_out}"
