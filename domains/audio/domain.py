@@ -36,12 +36,12 @@ FSDD_CLASSIFIER = "audio_fsdd_classifier.safetensors"  # its evaluation classifi
 
 
 def default_weights(synthetic: bool) -> str | None:
-    """What pretrained=default names: the FSDD spoken-digit checkpoint when it is shipped (sampling
-    reads the features and classes stored in the file, so the data setting does not matter),
-    else the synthetic-set checkpoint for the embedded data."""
-    if (PRETRAINED_DIR / FSDD_WEIGHTS).is_file():
-        return FSDD_WEIGHTS
-    return "audio_default.safetensors" if synthetic else None
+    """What pretrained=default names with no data folder given (`diffsuite sample domain=audio`):
+    the FSDD spoken-digit checkpoint when it is shipped (sampling reads the features and classes
+    stored in the file), else the synthetic-set checkpoint. A folder of one's own has none."""
+    if not synthetic:
+        return None
+    return FSDD_WEIGHTS if (PRETRAINED_DIR / FSDD_WEIGHTS).is_file() else "audio_default.safetensors"
 
 
 def default_classifier(classes: list[str], spec: FeatureSpec) -> str | None:
