@@ -162,24 +162,30 @@ def test_context_options_are_checked():
 
 
 def test_a_tiny_model_learns_to_use_the_given_frames():
-    """150 steps on 8x8 frames: the prediction of the frames after 4 given ones is better
-    from the clip's own frames than from another clip's, so the network reads its context."""
+    """150 steps through the domain's collate (random given frames, masked loss) on clips whose
+    digit stands still: at a noise level that leaves nothing of the frames to generate (sigma 5),
+    the prediction from the clip's own 4 given frames is far better than from another clip's, so
+    the network reads the given frames (measured: 0.050 against 0.151 mean squared error)."""
     torch.manual_seed(0)
-    d = VideoDomain(frames=8, size=8, pretrained=None)
+    d = VideoDomain(frames=8, size=16, pretrained=None, context_p=1.0)
     data = d.dataset("train")
+
+    def still(item):  # the first frame held for the whole clip
+        return {**item, "video": item["video"][:, :1].expand_as(item["video"]).clone()}
+
     net = VideoDiT(dim=48, depth=2, heads=4, patch=(2, 4, 4), context=True)
     den = EDMPrecond(net, 0.5)
-    loss = DenoisingLoss(LogNormalLaw(-0.4, 1.0), sigma_data=0.5)
+    loss = DenoisingLoss(LogNormalLaw(0.0, 1.0), sigma_data=0.5)
     opt = torch.optim.Adam(den.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(1)
     for step in range(150):
-        b = d.collate([data[step * 16 + i] for i in range(16)])
+        b = d.collate([still(data[step * 16 + i]) for i in range(16)])
         out = loss(den, b.x, b.cond, b.mask, generator=g)
         opt.zero_grad()
         out.loss.backward()
         opt.step()
     test = d.dataset("test")
-    x = torch.stack([test[i]["video"] for i in range(64)]) * 2 - 1
+    x = torch.stack([still(test[i])["video"] for i in range(64)]) * 2 - 1
     given = torch.zeros(64, 1, 8, 1, 1)
     given[:, :, :4] = 1
     eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
@@ -187,7 +193,7 @@ def test_a_tiny_model_learns_to_use_the_given_frames():
     def error(context):
         cond = {"class": torch.full((64,), -1), "frames": context * given, "given": given}
         with torch.no_grad():
-            return (den(x + eps, torch.ones(64), cond) - x)[:, :, 4:].pow(2).mean().item()
+            return (den(x + 5 * eps, torch.full((64,), 5.0), cond) - x)[:, :, 4:].pow(2).mean().item()
 
     own, other = error(x), error(x.roll(1, dims=0))
-    assert own < 0.8 * other, (own, other)
+    assert own < 0.6 * other, (own, other)
