@@ -218,6 +218,20 @@ def _output_dir_state() -> tuple[Path, bool] | None:
     return out, fresh
 
 
+def _close_log_files_under(folder: Path) -> None:
+    """Detach and close every logging file handler writing inside `folder`."""
+    import logging
+
+    folder = folder.resolve()
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    for lg in loggers:
+        for h in list(lg.handlers):
+            if isinstance(h, logging.FileHandler) and folder in Path(h.baseFilename).resolve().parents:
+                lg.removeHandler(h)
+                h.close()
+
+
 def _remove_fresh_output_dir(state: tuple[Path, bool] | None) -> None:
     """After a user error, remove hydra's run folder if it held nothing before this run: a bad
     request leaves nothing behind. Folders are removed only when empty, up to the working folder."""
@@ -228,6 +242,7 @@ def _remove_fresh_output_dir(state: tuple[Path, bool] | None) -> None:
     out = state[0]
     hc = HydraConfig.get()
     sub = out / hc.output_subdir if hc.output_subdir else None
+    _close_log_files_under(out)  # hydra's job log: a handler left open would reopen it (or fail) on the next record
     for f in [out / f"{hc.job.name}.log"] + ([sub / n for n in ("config.yaml", "hydra.yaml", "overrides.yaml")] if sub else []):
         with contextlib.suppress(OSError):
             f.unlink()

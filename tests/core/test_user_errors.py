@@ -181,6 +181,13 @@ def test_bad_device_is_one_line(tmp_path, run):
     r = run("sample", "domain=audio", "device=tpu", "n=1", "steps=1", f"out={out}")
     one_line_error(r, "device='tpu' is not a device; expected auto, cpu, cuda")
     nothing_written(tmp_path, out)
+    # the removed run folder's log file is closed too: a handler left on it broke every later log record
+    import logging
+
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+    left = [h.baseFilename for lg in loggers for h in lg.handlers
+            if isinstance(h, logging.FileHandler) and str(tmp_path) in h.baseFilename]
+    assert not left, left
 
 
 def test_user_error_from_a_dataloader_worker_is_still_one_line():
