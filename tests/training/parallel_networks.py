@@ -18,7 +18,7 @@ NETWORKS = [
     ("molecules_egnn", ["domain=molecules", "domain.preset=XS", "domain.network=egnn"]),
     ("molecules_tensor_product", ["domain=molecules", "domain.preset=XS", "domain.network=tensor_product"]),
     ("molecules_graph_egnn", ["domain=molecules", "domain.preset=XS", "domain.network=graph_egnn",
-                              "+domain.bonds=true", "domain.vocabulary=qm9_charged"]),
+                              "domain.bonds=true", "domain.vocabulary=qm9_charged"]),
 ]
 IDS = [n for n, _ in NETWORKS]
 
