@@ -22,6 +22,9 @@ Conventions shared by every domain
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
@@ -92,7 +95,90 @@ class Domain(Protocol):
         """Offline quality figures for sample files, beside the held-out reference."""
 
     def config(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this domain (stored beside exported weights)."""
+        """Constructor arguments that rebuild this domain (stored beside exported weights);
+        ``ConfigFromInit`` derives it from the constructor itself."""
+
+
+def _plain(value: Any) -> Any:
+    """A constructor argument as JSON-ready data: hydra containers, tuples and paths become lists,
+    dicts and strings."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _import_path(cls: type) -> str:
+    """The shortest ``_target_`` that imports `cls`: its package's name when the package exports it
+    (``diffsuite.domains.audio.AudioDomain``), else its module's."""
+    package = cls.__module__.rpartition(".")[0]
+    if package and getattr(importlib.import_module(package), cls.__name__, None) is cls:
+        return f"{package}.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__name__}"
+
+
+class ConfigFromInit:
+    """A domain whose ``config()`` is derived from one source, its constructor: the arguments each
+    instance was built with (defaults filled in) are recorded as it is built, so a new constructor
+    argument is stored in every export without anyone editing a hand-written list. What the
+    instance settled after construction (class names found in a data folder, a machine's cache
+    folder that must not travel) is the one override, ``settled_config()``, and may only name
+    constructor arguments. ``instantiate(domain.config())`` rebuilds an equal domain; the trainer
+    checks that on every export."""
+
+    _init_arguments: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            return
+        init = cls.__dict__["__init__"]
+        signature = inspect.signature(init)
+        kinds = {p.kind for p in signature.parameters.values()}
+        if inspect.Parameter.VAR_POSITIONAL in kinds:
+            raise TypeError(f"{cls.__name__}.__init__ takes *args: a config derived from the constructor needs "
+                            "every argument named")
+        forwards = inspect.Parameter.VAR_KEYWORD in kinds  # **kw handed on to the parent's constructor
+
+        @functools.wraps(init)
+        def recording_init(self, *args: Any, **kw: Any) -> None:
+            # The outermost constructor records its arguments; a parent's are added (without
+            # overriding) only when the level above forwards **kw to it.
+            state = self.__dict__.setdefault("_init_recording", {"args": {}, "open": True})
+            if state["open"]:
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                for name, value in list(bound.arguments.items())[1:]:  # [0] is self
+                    if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                        for k, v in value.items():
+                            state["args"].setdefault(k, _plain(v))
+                    else:
+                        state["args"].setdefault(name, _plain(value))
+                state["open"] = forwards
+            self.__dict__["_init_arguments"] = state["args"]
+            init(self, *args, **kw)
+
+        cls.__init__ = recording_init
+
+    def settled_config(self) -> dict[str, Any]:
+        """Constructor arguments whose value the instance settled after construction (override)."""
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        args = dict(self._init_arguments)
+        settled = self.settled_config()
+        unknown = sorted(set(settled) - set(args))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.settled_config() names {unknown}, which are not constructor arguments")
+        args.update({k: _plain(v) for k, v in settled.items()})
+        return {"_target_": _import_path(type(self)), **args}
 
 
 def config_options(cfg: Any, key: str = "sample_options") -> dict[str, Any]:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
-from .domain import Batch, gaussian_noise_fn
+from .domain import Batch, ConfigFromInit, gaussian_noise_fn
 from .naming import free_stem
 from .nn import ClassEmbedding, NoiseEmbedding
 from .options import check_known, parse_classes
@@ -96,7 +96,7 @@ class ToyNet(nn.Module):
 TOY_PRESETS = {"tiny": dict(width=32, depth=2), "S": dict(width=128, depth=3), "B": dict(width=256, depth=4)}
 
 
-class ToyDomain:
+class ToyDomain(ConfigFromInit):
     """Points from an 8-mode ring mixture, labelled by mode; a domain with nothing to download."""
 
     name = "toy"
@@ -175,10 +175,6 @@ class ToyDomain:
             "log_likelihood": self.mixture.log_prob(pts).mean().item(),
             "log_likelihood_real": self.mixture.log_prob(ref).mean().item(),
         }
-
-    def config(self) -> dict[str, Any]:
-        return {"_target_": "diffsuite.core.toy.ToyDomain", "sigma_data": self.sigma_data, "preset": self.preset,
-                "train_size": self.train_size, "seed": self.seed}
 
 
 def sliced_wasserstein(a: Tensor, b: Tensor, projections: int = 256, seed: int = 0) -> float:

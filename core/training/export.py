@@ -96,17 +96,45 @@ def _check_targets(node: Any, where: str) -> None:
 
 def build_from_export(path: str | Path, device: str | torch.device = "cpu", expect_domain: str | None = None):
     """(domain, denoiser, config) from an exported file; the denoiser is in eval mode."""
-    from hydra.utils import instantiate
-
     state, config = load_exported(path)
-    domain = instantiate(config["domain"])
+    domain, denoiser = _build(state, config, path)
     if expect_domain is not None and domain.name != expect_domain:
         raise UserError(f"{path} holds a {domain.name!r} model, not a {expect_domain!r} one; pass domain={domain.name}")
-    denoiser = instantiate(config["model"]["precond"])(domain.network())
-    missing, unexpected = denoiser.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise UserError(f"{path} does not fit the network its config builds: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return domain, denoiser.to(device).eval(), config
+
+
+def _build(state: dict[str, torch.Tensor], config: dict[str, Any], path: str | Path):
+    from hydra.utils import instantiate
+
+    domain = instantiate(config["domain"])
+    denoiser = instantiate(config["model"]["precond"])(domain.network())
+    own = denoiser.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        raise UserError(f"{path} does not fit the network its config builds: missing {missing[:5]}, "
+                        f"unexpected {unexpected[:5]}, shapes (file vs network) {shapes[:3]}")
+    denoiser.load_state_dict(state)
+    return domain, denoiser
+
+
+def check_export(path: str | Path) -> None:
+    """Load-check a file just exported, as a user will load it: the stored domain config must
+    rebuild the domain (and rebuilt, give back the same config), and the weights must fit the
+    network that domain builds. A mismatch is a bug in the domain's config, not a user error.
+    (The file was written from this process's own domain, so a domain outside diffsuite, a test's
+    or a user's plug-in, is built here too; loading it elsewhere still refuses such targets.)"""
+    state = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        config = json.loads(f.metadata()["diffsuite_config"])
+    domain, _ = _build(state, config, path)
+    stored, rebuilt = config["domain"], domain.config()
+    if rebuilt != stored:
+        differ = sorted(k for k in set(stored) | set(rebuilt) if stored.get(k, KeyError) != rebuilt.get(k, KeyError))
+        raise RuntimeError(f"{path}: the stored domain config does not rebuild its domain (keys {differ} differ): "
+                           f"{type(domain).__name__}.config() drifted from its constructor")
 
 
 def export_half(src: str | Path, dst: str | Path) -> Path:
@@ -125,9 +153,38 @@ def export_half(src: str | Path, dst: str | Path) -> Path:
     return export_weights(dst, half, config)
 
 
-if __name__ == "__main__":  # python -m diffsuite.core.training.export SRC DST: the float16 copy
+def export_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Export a checkpoint folder of a run (``<run_dir>/checkpoints/step_N``) as the trainer exports
+    its last step: the first EMA's weights (float32) with the domain, model and sampling options of
+    the run's config, load-checked. For sampling or evaluating a run part of the way through."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from ..domain import config_options
+    from .checkpoint import checkpoint_weights
+
+    weights, run = checkpoint_weights(Path(src))
+    cfg = OmegaConf.create(run)
+    domain = instantiate(cfg.domain)
+    config = {"domain": domain.config(), "model": OmegaConf.to_container(cfg.model, resolve=True),
+              "seed": run.get("seed"), "step": run["step"], "source_checkpoint": str(src),
+              "sample_options": config_options(cfg)}
+    path = export_weights(dst, weights, config)
+    check_export(path)
+    return path
+
+
+if __name__ == "__main__":
     import sys
 
     if len(sys.argv) != 3:
-        raise SystemExit("usage: python -m diffsuite.core.training.export SRC.safetensors DST.safetensors (float16 copy)")
-    print(export_half(sys.argv[1], sys.argv[2]))
+        raise SystemExit("usage: python -m diffsuite.core.training.export SRC DST.safetensors\n"
+                         "  SRC a .safetensors export: DST is its float16 copy (what the repository ships)\n"
+                         "  SRC a checkpoint folder (run_dir/checkpoints/step_N): DST is its EMA weights, exported")
+    from .checkpoint import CheckpointError
+
+    try:
+        src = Path(sys.argv[1])
+        print(export_checkpoint(src, sys.argv[2]) if src.is_dir() else export_half(src, sys.argv[2]))
+    except (UserError, FileExistsError, CheckpointError) as e:
+        raise SystemExit(f"error: {e}") from None

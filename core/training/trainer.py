@@ -34,13 +34,13 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from ..domain import Batch, config_options
-from .checkpoint import (checkpoint_name, choose_checkpoint, load_checkpoint, read_trainer_state, save_checkpoint,
-                         set_aside_later)
+from .checkpoint import (checkpoint_name, checkpoint_weights, choose_checkpoint, load_checkpoint, read_trainer_state,
+                         save_checkpoint, set_aside_later)
 from .data import DataPosition, DataStream
 from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, derive_seed, setup_distributed,
                           teardown_distributed)
 from .ema import EMA, full_tensor
-from .export import export_weights, load_exported
+from .export import check_export, export_weights, load_exported
 from ..errors import UserError
 from .lr import lr_factor, lr_scheduler
 from .options import TrainerOptions
@@ -176,6 +176,7 @@ def _export(cfg, domain, opts, model, ema, run_dir: Path, seed: int, step: int, 
                     path = new
             if not path.exists():
                 export_weights(path, weights, _export_config(cfg, domain, opts, seed, step, decay))
+                check_export(path)  # loads as a user will: the config rebuilds the domain, the weights fit
                 log.info("exported %s weights to %s", "EMA %g" % decay if decay is not None else "raw", path)
         first = first or path
     barrier(info)
@@ -283,9 +284,13 @@ def _build(cfg: DictConfig, opts: TrainerOptions, info: DistInfo, run_dir: Path)
 
 
 def _warm_start(model: nn.Module, path: Path, cfg: DictConfig, domain) -> None:
-    """`init=PATH`: start from exported weights (e.g. consistency tuning of a trained model). The
-    file must hold this domain's network at this size, under the same preconditioning."""
-    state, config = load_exported(path)  # names the file when it is missing or unreadable
+    """`init=PATH`: start from exported weights (e.g. consistency tuning of a trained model), or
+    from a checkpoint folder of another run (its first EMA). It must hold this domain's network at
+    this size, under the same preconditioning."""
+    if path.is_dir():
+        state, config = checkpoint_weights(path)  # names the folder when it is incomplete or unreadable
+    else:
+        state, config = load_exported(path)  # names the file when it is missing or unreadable
     want = domain.config().get("_target_")
     have = (config.get("domain") or {}).get("_target_")
     if have != want:

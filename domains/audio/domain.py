@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from diffsuite.core.domain import Batch, gaussian_noise_fn
+from diffsuite.core.domain import Batch, ConfigFromInit, gaussian_noise_fn
 from diffsuite.core.errors import UserError
 from diffsuite.core.noise import check_finite
 from diffsuite.core.options import check_known, number, parse_class, parse_classes, whole
@@ -95,7 +95,7 @@ class ClipDataset(Dataset):
         return {"x": x[None], "label": self.labels[i], "valid": valid}
 
 
-class AudioDomain:
+class AudioDomain(ConfigFromInit):
     """Normalised log-mel (1, n_mels, frames) in model space; see configs/domain/audio.yaml."""
 
     name = "audio"
@@ -209,19 +209,9 @@ class AudioDomain:
         s = self._stride()
         return max(s, int(math.ceil(frames / s)) * s)
 
-    def config(self) -> dict[str, Any]:
-        s = self.spec
-        return {"_target_": "diffsuite.domains.audio.AudioDomain", "data": self.data, "labels": self.labels,
-                "label_pattern": self.label_pattern, "label_csv": self.label_csv, "classes": list(self.classes),
-                "sample_rate": s.sample_rate, "n_fft": s.n_fft, "hop_length": s.hop_length, "n_mels": s.n_mels,
-                "f_min": s.f_min, "feature_offset": s.offset, "feature_scale": s.scale, "seconds": self.seconds,
-                "preset": self.preset, "sigma_data": self.sigma_data, "synthetic_per_class": list(self.synthetic_per_class),
-                "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
-                "cache_dir": None, "pretrained": self._pretrained_arg, "classifier": self._classifier_arg,
-                "griffin_lim_iters": self.griffin_lim_iters, "f_max": s.f_max, "power": s.power,
-                "frame_centre": s.frame_centre, "vocoder": self.vocoder, "griffin_lim_init": self.griffin_lim_init,
-                "hifigan_model": self.hifigan_model, "label_map": self.label_map, "split_pattern": self.split_pattern,
-                "test_split": self.test_split, "val_split": self.val_split, "dropout": self.dropout}
+    def settled_config(self) -> dict[str, Any]:
+        # the class names found in the data folder travel with the weights; the cache stays here
+        return {"classes": list(self.classes), "cache_dir": None}
 
     # --- data -------------------------------------------------------------------------------
     def split_features(self, split: str) -> tuple[list[Tensor], list[int]]:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from diffsuite.core.domain import Batch, gaussian_noise_fn
+from diffsuite.core.domain import Batch, ConfigFromInit, gaussian_noise_fn
 from diffsuite.core.errors import UserError
 from diffsuite.core.noise import check_finite
 from diffsuite.core.options import check_known, parse_classes, whole
@@ -88,7 +88,7 @@ def _index_list(value: Any, name: str) -> list[int]:
         raise UserError(f"{name}={value!r} is not an integer or a list of integers") from e
 
 
-class VideoDomain:
+class VideoDomain(ConfigFromInit):
     name = "video"
 
     def __init__(self, *, sigma_data: float = 0.5, preset: str = "XS", data: str = "moving_digits",
@@ -311,11 +311,5 @@ class VideoDomain:
         shipped = DEFAULT_CLASSIFIER.name if self.data == "moving_digits" else None
         return shipped_weights(self.classifier or "default", PRETRAINED_DIR, shipped)  # null: the shipped one
 
-    def config(self) -> dict[str, Any]:
-        return {"_target_": "diffsuite.domains.video.VideoDomain", "sigma_data": self.sigma_data, "preset": self.preset,
-                "data": self.data, "frames": self.frames, "size": list(self.size), "channels": self.channels,
-                "patch": list(self.patch), "attention": self.attention, "stride": self.stride, "labels": self.labels,
-                "classes": self.classes, "train_clips": self.train_clips, "eval_clips": self.eval_clips,
-                "seed": self.seed, "fps": self.fps, "cache_dir": self.cache_dir, "classifier": self.classifier,
-                "pretrained": self._pretrained_arg, "digits": self.digits, "context": self.context,
-                "context_p": self.context_p, "rollout_context": self.rollout_context}
+    def settled_config(self) -> dict[str, Any]:
+        return {"cache_dir": None}  # decoded videos are cached per machine
