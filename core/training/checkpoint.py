@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
 
@@ -303,6 +304,34 @@ def mismatch(path: Path, state: dict[str, Any]) -> list[str]:
 
 def _some(items: list[str], n: int = 4) -> str:
     return ", ".join(items[:n]) + (f" (and {len(items) - n} more)" if len(items) > n else "")
+
+
+def checkpoint_weights(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(weights, run config) of a checkpoint folder, for ``init=`` (a warm start): its first EMA
+    shadow (the raw weights when it keeps none), and the config the run wrote beside its
+    checkpoints (``<run_dir>/config.yaml``)."""
+    import tempfile
+
+    from omegaconf import OmegaConf
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    path = Path(path)
+    verify_checkpoint(path, hashes=True)  # names the folder when it is incomplete or corrupt
+    run_config = path.parent.parent / "config.yaml"
+    if not run_config.is_file():
+        raise CheckpointError(f"checkpoint {path}: its run's {run_config} is missing, so what it trained is unknown")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            with _single_process_ok():
+                dcp_to_torch_save(str(path), f"{tmp}/state.pt")
+            state = torch.load(f"{tmp}/state.pt", weights_only=True)
+        except (Exception, CheckpointException) as e:  # DCP's CheckpointException is a BaseException
+            raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+    shadows = state.get("ema") or {}
+    weights = next(iter(shadows.values())) if shadows else state["model"]
+    config = OmegaConf.to_container(OmegaConf.load(run_config), resolve=False)
+    config["step"] = read_trainer_state(path).get("step")
+    return weights, config
 
 
 def load_checkpoint(path: Path, state: dict[str, Any]) -> dict[str, Any]:
