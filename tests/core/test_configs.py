@@ -83,3 +83,11 @@ def test_demo_config_names_every_domain_and_evaluate_needs_samples():
     assert set(cfg.domains) == set(options("domain")) - {"toy"}
     with pytest.raises(Exception, match="samples"):
         compose("evaluate")["samples"]  # noqa: B018 (??? is a required value)
+
+
+def test_sampling_guidance_defaults_to_the_domains_and_an_override_wins():
+    from diffsuite.core.api import compose_config, sample_settings
+
+    assert sample_settings(compose_config("sample", ["domain=video"]))["guidance"] == 2.0  # default_guidance
+    assert sample_settings(compose_config("sample", ["domain=audio"]))["guidance"] == 1.0  # none set: off
+    assert sample_settings(compose_config("sample", ["domain=video", "guidance=1.0"]))["guidance"] == 1.0
