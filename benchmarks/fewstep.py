@@ -299,7 +299,8 @@ def main(argv=None) -> None:
             print(f"[{d}: {time.perf_counter() - t0:.0f} s]", flush=True)
             texts.append(text)
             rows += r
-    png = Path(__file__).parent / ("fewstep_quick.png" if a.quick else "fewstep.png")
+    stem = "fewstep" if names == ["toy"] else "fewstep_" + "_".join(names)  # one plot per study run
+    png = Path(__file__).parent / (f"{stem}_quick.png" if a.quick else f"{stem}.png")
     if rows:
         plot(rows, Path(tempfile.gettempdir()) / png.name if a.quick else png)
     if not (a.quick or a.no_record):
