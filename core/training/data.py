@@ -16,6 +16,7 @@ this rank consumed in the epoch, replayed by skipping on resume (exact on the sa
 from __future__ import annotations
 
 import logging
+import signal
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -110,6 +111,15 @@ class DataPosition:
     micro_batch: int = 1
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """In a data worker: leave SIGTERM and SIGINT to the trainer. A scheduler, `kill` of the process
+    group or Ctrl-C signals every process; a worker that died of it made the trainer's last
+    checkpoint fail (the DataLoader raises in the main process when a worker dies), where the
+    trainer itself would have stopped after the step, checkpointed and shut the workers down."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class DataStream:
     """An endless iterator of Batches over epochs, with a position to checkpoint."""
 
@@ -160,7 +170,8 @@ class DataStream:
             self.dataset.set_epoch(self.epoch)
         return DataLoader(self.dataset, batch_size=self.micro_batch, sampler=self.sampler, drop_last=True,
                           collate_fn=self.collate, num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          generator=g, persistent_workers=False)
+                          generator=g, persistent_workers=False,
+                          worker_init_fn=_ignore_stop_signals if self.num_workers else None)
 
     def _next_epoch(self) -> None:
         self.epoch += 1

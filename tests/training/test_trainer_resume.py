@@ -95,6 +95,23 @@ def test_sigterm_leaves_a_resumable_checkpoint(tmp_path):
     assert r.resumed_from == ckpt and r.step == stopped_at + 5 and r.export is not None
 
 
+def test_sigterm_to_the_process_group_with_data_workers_still_checkpoints(tmp_path):
+    # a scheduler, `kill -- -PGID` or Ctrl-C signals every process, data workers included; a worker
+    # that died of it used to make the trainer's last checkpoint fail with a traceback
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), *BASE, "trainer.steps=2000", "trainer.checkpoint_every=0",
+                             "trainer.log_every=5", "trainer.num_workers=1", SLOWLY, f"run_dir={run_dir}"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for(proc, lambda: _logged_step(run_dir) >= 10, "step 10")
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, err[-3000:]
+    assert "stopped by SIGTERM" in err
+    (ckpt,) = list_checkpoints(run_dir / "checkpoints")
+    assert 10 <= verify_checkpoint(ckpt)["step"] < 2000
+
+
 def test_damaged_checkpoints_are_refused_and_the_previous_good_one_used(tmp_path, caplog):
     run_dir = tmp_path / "run"
     run = [*BASE, FAST, "trainer.checkpoint_every=10", "trainer.keep_checkpoints=3", f"run_dir={run_dir}"]
