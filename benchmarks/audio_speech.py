@@ -55,7 +55,7 @@ def main() -> None:
     p.add_argument("--per-class", type=int, default=100)
     p.add_argument("--seeds", type=int, default=1, help="sampling seeds (each draws --per-class clips per digit)")
     p.add_argument("--steps", type=int, default=None, help="default: sample.yaml's")
-    p.add_argument("--guidance", type=float, default=None, help="default: sample.yaml's (1.0, off)")
+    p.add_argument("--guidance", type=float, default=None, help="default: diffsuite sample's (the domain's default_guidance)")
     p.add_argument("--sampler", default=None)
     p.add_argument("--schedule", default=None, help="default: sample.yaml's (consistency models: consistency)")
     p.add_argument("--batch-size", type=int, default=100)

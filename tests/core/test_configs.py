@@ -89,5 +89,6 @@ def test_sampling_guidance_defaults_to_the_domains_and_an_override_wins():
     from diffsuite.core.api import compose_config, sample_settings
 
     assert sample_settings(compose_config("sample", ["domain=video"]))["guidance"] == 2.0  # default_guidance
-    assert sample_settings(compose_config("sample", ["domain=audio"]))["guidance"] == 1.0  # none set: off
+    assert sample_settings(compose_config("sample", ["domain=audio"]))["guidance"] == 1.5
+    assert sample_settings(compose_config("sample", ["domain=toy"]))["guidance"] == 1.0  # none set: off
     assert sample_settings(compose_config("sample", ["domain=video", "guidance=1.0"]))["guidance"] == 1.0
