@@ -32,6 +32,9 @@ def export_weights(path: str | Path, state_dict: dict[str, torch.Tensor], config
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"diffsuite_config": json.dumps(config)})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the weights from the rest of a team
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -30,3 +30,15 @@ def test_weights_beyond_float16_are_refused(tmp_path):
     with pytest.raises(UserError, match="overflows float16"):
         export_half(src, tmp_path / "h.safetensors")
     assert not (tmp_path / "h.safetensors").exists()
+
+
+def test_exports_are_readable_by_the_team_as_the_umask_allows(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = export_weights(tmp_path / "w.safetensors", {"w": torch.zeros(2)}, {"domain": {}, "model": {}})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0600
