@@ -103,7 +103,7 @@ class MoleculesDomain(ConfigFromInit):
                                    self.loss_weight_spec) if self.bonds else None
         self.main_metric = "strict_molecule_stability"  # the figure a training summary line shows
         self.pretrained_name = pretrained
-        shipped = "qm9_egnn_s.safetensors" if self.data == "qm9" else None  # what pretrained=default names
+        shipped = "qm9_joint_s.safetensors" if self.data == "qm9" else None  # what pretrained=default names
         p = shipped_weights(pretrained, PRETRAINED_DIR, shipped)
         self.pretrained = p if p is not None and p.is_file() else None
         self._sets: dict[str, MoleculeSet] = {}
