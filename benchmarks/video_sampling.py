@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from diffsuite.core.consistency import consistency_sigmas
 from diffsuite.core.generate import generate
 from diffsuite.core.precond import DenoisingLoss
 from diffsuite.core.schedules import LogNormalLaw
@@ -102,7 +103,8 @@ def main() -> None:
     load = os.getloadavg()[0]
     domain, denoiser, config = build_from_export(a.checkpoint, "cpu", expect_domain="video")
     T, H, W = a.frames or domain.frames, *domain.size
-    kw = dict(sampler=a.sampler, steps=a.steps, batch_size=a.batch, frames=T)
+    grid = consistency_sigmas if a.sampler == "consistency" else None  # a consistency model's own grid
+    kw = dict(sampler=a.sampler, steps=a.steps, batch_size=a.batch, frames=T, grid=grid)
     generate(domain, denoiser, 1, sampler="euler", steps=2, frames=T, given=1)  # warm-up: data, kernels
     domain.eval_clips = max(domain.eval_clips, a.n_pred, a.n, a.n_rollout)  # enough held-out clips
     domain._datasets.clear()
@@ -113,7 +115,7 @@ def main() -> None:
         pred_fig = domain.evaluate(pred_dir)
         # the point prediction: one evaluation from pure noise returns the denoiser's posterior mean
         # E[future | given frames] (the MSE-optimal prediction, blurred where the future is uncertain)
-        point, _ = timed_generate(domain, denoiser, a.n_pred, given=a.given, **{**kw, "sampler": "euler", "steps": 1})
+        point, _ = timed_generate(domain, denoiser, a.n_pred, given=a.given, **{**kw, "sampler": "euler", "steps": 1, "grid": None})
         domain.write(point, Path(tmp) / "point")
         point_fig = domain.evaluate(Path(tmp) / "point")
         classes = [i % domain.num_classes() for i in range(a.n)]

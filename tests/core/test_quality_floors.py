@@ -72,6 +72,7 @@ FLOORS = {
     "domains/molecules/pretrained/qm9_egnn_s.safetensors": (_molecules, 0.4, 0.598),  # zeroed: 0.223
     "domains/molecules/pretrained/qm9_joint_s.safetensors": (_molecules, 0.7, 0.929),  # zeroed: 0.0
     "domains/video/pretrained/video_moving_digits.safetensors": (_video, 15.0, 16.56),  # zeroed: 6.3 dB; black frames 14.0
+    "domains/video/pretrained/video_moving_digits_ect.safetensors": (_video, 12.0, 14.97),  # zeroed: 6.3 dB
 }
 
 
