@@ -81,11 +81,14 @@ def sample_settings(cfg) -> dict[str, Any]:
     that ``diffsuite sample`` and ``Model.sample`` share."""
     from hydra.utils import instantiate
 
+    from omegaconf import OmegaConf
+
     from .domain import config_options
 
     return {"n": cfg.n, "steps": cfg.steps, "sampler": str(cfg.sampler.name),
             "sampler_options": dict(_plain(cfg.sampler.options) or {}), "schedule": instantiate(cfg.schedule),
-            "guidance": cfg.guidance, "guidance_rescale": cfg.guidance_rescale,
+            "guidance": cfg.guidance, "guidance_optional": OmegaConf.is_interpolation(cfg, "guidance"),  # a default
+            "guidance_rescale": cfg.guidance_rescale,
             "guidance_interval": _plain(cfg.guidance_interval), "seed": cfg.seed, "batch_size": cfg.batch_size,
             "options": config_options(cfg), "option_names": list(cfg.get("sample_options") or [])}
 
@@ -183,6 +186,8 @@ class Model:
         given = {"n": n, "seed": seed, "steps": steps, "guidance": guidance, "guidance_rescale": guidance_rescale,
                  "guidance_interval": guidance_interval, "batch_size": batch_size}
         s.update({k: v for k, v in given.items() if v is not None})
+        if guidance is not None:
+            s["guidance_optional"] = False  # the caller's own scale: refused where it changes nothing
         s["sampler_options"].update(sampler_options or {})
         for key, value in options.items():
             name = key[:-1] if key.endswith("_") and key[:-1] in s["option_names"] else key  # class_ -> class
@@ -203,6 +208,7 @@ class Model:
         values, x = generate(self.domain, self.denoiser, s["n"], sampler=s["sampler"], steps=s["steps"],
                              grid=s["schedule"], sampler_options=s["sampler_options"], guidance=s["guidance"],
                              guidance_rescale=s["guidance_rescale"], guidance_interval=s["guidance_interval"],
+                             guidance_optional=s.get("guidance_optional", False),
                              seed=s["seed"], device=self.device, batch_size=s["batch_size"], progress=progress,
                              **s["options"])
         return Samples(self.domain, values, tensor=x)

@@ -3,6 +3,7 @@ and the trainer's previews."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -11,18 +12,22 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .domain import Batch, Domain
+from .errors import UserError
 from .guidance import cfg, known_region
 from .options import check_guidance, check_something_to_guide, whole
 from .samplers import get_sampler
 from .schedules import karras_sigmas
 from .training.distributed import derive_seed
 
+log = logging.getLogger(__name__)
+
 
 def generate(domain: Domain, denoiser: Callable, n: int, *, sampler: str = "heun", steps: int = 32,
              grid: Callable[[int], Tensor] | None = None, guidance: float = 1.0, guidance_rescale: float = 0.0,
              guidance_interval: tuple[float, float] | None = None, sampler_options: dict | None = None,
              seed: int = 0, device: str | torch.device = "cpu", batch_size: int | None = None,
-             progress: bool = False, **options: Any) -> tuple[list[Any], Tensor | list[Tensor]]:
+             progress: bool = False, guidance_optional: bool = False,
+             **options: Any) -> tuple[list[Any], Tensor | list[Tensor]]:
     """Draw `n` samples. `options` go to ``domain.sampling_batch`` (class, length, known region...).
 
     A sample is a function of (seed, its index) alone: the domain draws its random choices for all
@@ -30,6 +35,8 @@ def generate(domain: Domain, denoiser: Callable, n: int, *, sampler: str = "heun
     noise (the start and what stochastic samplers add) from its own generator seeded
     ``derive_seed(seed, i)``, through the domain's noise hook. So `batch_size` only sets how many
     rows go through the network together, never what they become.
+    Guidance that cannot change anything (no condition asked for) is refused, unless
+    `guidance_optional` says the scale is a default rather than the user's: then it samples unguided.
     Returns the decoded samples and the model-space tensor.
     """
     n = whole(n, "n", low=1)
@@ -52,7 +59,13 @@ def generate(domain: Domain, denoiser: Callable, n: int, *, sampler: str = "heun
             if start == 0 and guidance != 1.0:  # before any work: refuse guidance that changes nothing
                 probe = torch.Generator(device).manual_seed(0)  # leaves the samples' generators untouched
                 x_probe = sigmas[0] * torch.randn(batch.x.shape, generator=probe, device=device).to(batch.x.dtype)
-                check_something_to_guide(denoiser, x_probe, sigmas[0], batch.cond, guidance)
+                try:
+                    check_something_to_guide(denoiser, x_probe, sigmas[0], batch.cond, guidance)
+                except UserError:
+                    if not guidance_optional:
+                        raise
+                    log.info("no condition to guide (no class asked for): sampling without guidance")
+                    guidance = 1.0  # a default scale, not the user's: nothing to guide is not an error
 
             def solve_batch(batch: Batch, noise: Callable[[Tensor], Tensor] = noise) -> Tensor:
                 D = denoiser

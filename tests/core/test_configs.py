@@ -92,3 +92,16 @@ def test_sampling_guidance_defaults_to_the_domains_and_an_override_wins():
     assert sample_settings(compose_config("sample", ["domain=audio"]))["guidance"] == 1.5
     assert sample_settings(compose_config("sample", ["domain=toy"]))["guidance"] == 1.0  # none set: off
     assert sample_settings(compose_config("sample", ["domain=video", "guidance=1.0"]))["guidance"] == 1.0
+
+
+def test_a_default_guidance_with_nothing_to_guide_samples_unguided_but_an_asked_one_is_refused():
+    import diffsuite
+    from diffsuite.core.api import compose_config, sample_settings
+    from diffsuite.core.errors import UserError
+
+    assert sample_settings(compose_config("sample", ["domain=video"]))["guidance_optional"]
+    assert not sample_settings(compose_config("sample", ["domain=video", "guidance=2"]))["guidance_optional"]
+    model = diffsuite.load("video")
+    assert len(model.sample(1, steps=1, given=4, progress=False)) == 1  # default 2.0, no class: unguided
+    with pytest.raises(UserError, match="changes nothing"):
+        model.sample(1, steps=1, given=4, guidance=2.0, progress=False)
