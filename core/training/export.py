@@ -167,6 +167,7 @@ def export_checkpoint(src: str | Path, dst: str | Path) -> Path:
     from .checkpoint import checkpoint_weights
 
     weights, run = checkpoint_weights(Path(src))
+    _check_targets(run, str(src))  # built below: only diffsuite.* constructors, as for a loaded export
     cfg = OmegaConf.create(run)
     domain = instantiate(cfg.domain)
     config = {"domain": domain.config(), "model": OmegaConf.to_container(cfg.model, resolve=True),
