@@ -106,19 +106,26 @@ def build_from_export(path: str | Path, device: str | torch.device = "cpu", expe
     return domain, denoiser.to(device).eval(), config
 
 
+def misfit(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str | None:
+    """How stored weights `state` fail to fit a network's `own` state dict (keys it lacks, keys it
+    does not know, shapes that differ), or None when they fit."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and state[k].shape != v.shape]
+    if not (missing or unexpected or shapes):
+        return None
+    return f"missing {missing[:5]}, unexpected {unexpected[:5]}, shapes (stored vs network) {shapes[:3]}"
+
+
 def _build(state: dict[str, torch.Tensor], config: dict[str, Any], path: str | Path):
     from hydra.utils import instantiate
 
     domain = instantiate(config["domain"])
     denoiser = instantiate(config["model"]["precond"])(domain.network())
-    own = denoiser.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and state[k].shape != v.shape]
-    if missing or unexpected or shapes:
-        raise UserError(f"{path} does not fit the network its config builds: missing {missing[:5]}, "
-                        f"unexpected {unexpected[:5]}, shapes (file vs network) {shapes[:3]}")
+    problem = misfit(denoiser.state_dict(), state)
+    if problem:
+        raise UserError(f"{path} does not fit the network its config builds: {problem}")
     denoiser.load_state_dict(state)
     return domain, denoiser
 

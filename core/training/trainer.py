@@ -40,7 +40,7 @@ from .data import DataPosition, DataStream
 from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, derive_seed, setup_distributed,
                           teardown_distributed)
 from .ema import EMA, full_tensor
-from .export import check_export, export_weights, load_exported
+from .export import check_export, export_weights, load_exported, misfit
 from ..errors import UserError
 from .lr import lr_factor, lr_scheduler
 from .options import TrainerOptions
@@ -300,13 +300,9 @@ def _warm_start(model: nn.Module, path: Path, cfg: DictConfig, domain) -> None:
     if have_p != want_p:
         raise UserError(f"init={path} was trained with precond {have_p}; this run's model uses {want_p}")
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and state[k].shape != v.shape]
-    if missing or unexpected or shapes:
-        raise UserError(f"init={path} does not fit this run's network (another preset or domain option?): "
-                         f"missing {missing[:3]}, unexpected {unexpected[:3]}, shape {shapes[:3]}")
+    problem = misfit(own, state)
+    if problem:
+        raise UserError(f"init={path} does not fit this run's network (another preset or domain option?): {problem}")
     with torch.no_grad():
         for k, v in own.items():
             v.copy_(state[k])
