@@ -133,7 +133,7 @@ class ConfigFromInit:
     constructor arguments. ``instantiate(domain.config())`` rebuilds an equal domain; the trainer
     checks that on every export."""
 
-    _init_arguments: dict[str, Any]
+    _init_recording: dict[str, Any]  # {"args": the recorded arguments, "open": whether a parent may add its own}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -162,7 +162,6 @@ class ConfigFromInit:
                     else:
                         state["args"].setdefault(name, _plain(value))
                 state["open"] = forwards
-            self.__dict__["_init_arguments"] = state["args"]
             init(self, *args, **kw)
 
         cls.__init__ = recording_init
@@ -172,7 +171,7 @@ class ConfigFromInit:
         return {}
 
     def config(self) -> dict[str, Any]:
-        args = dict(self._init_arguments)
+        args = dict(self._init_recording["args"])
         settled = self.settled_config()
         unknown = sorted(set(settled) - set(args))
         if unknown:

@@ -32,9 +32,8 @@ def export_weights(path: str | Path, state_dict: dict[str, torch.Tensor], config
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"diffsuite_config": json.dumps(config)})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the weights from the rest of a team
+        # safetensors writes the file 0600 (as mkstemp would): that hid the weights from a team
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -42,6 +41,20 @@ def export_weights(path: str | Path, state_dict: dict[str, torch.Tensor], config
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    """The process umask, read without setting it where Linux shows it (setting it to read it is
+    process-wide, and races with threads that create files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def load_exported(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -100,6 +100,6 @@ def test_check_export_names_the_keys_that_do_not_rebuild(tmp_path, monkeypatch):
                                                                "_partial_": True, "sigma_data": 0.5}}}
     path = export_weights(tmp_path / "w.safetensors", net.state_dict(), config)
     check_export(path)  # a faithful config passes
-    monkeypatch.setattr(ToyDomain, "settled_config", lambda self: {"seed": self._init_arguments["seed"] + 1})
+    monkeypatch.setattr(ToyDomain, "settled_config", lambda self: {"seed": self.seed + 1})
     with pytest.raises(RuntimeError, match=r"keys \['seed'\] differ"):
         check_export(path)
