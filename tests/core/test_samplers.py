@@ -204,7 +204,7 @@ def test_a_float64_state_changes_nothing_beyond_float32_rounding(name, gm, ode_r
 def test_a_denoiser_that_returns_its_input_is_a_fixed_point(name, alias):
     # D(x) = x makes the ODE's drift zero, so every sampler must hand back its start unchanged (plus
     # noise for the stochastic ones, here zero). Heun updates its state in place after the network's
-    # second call; a denoiser that returns its input (or a view of it) must not be corrupted by that.
+    # second call; a denoiser that returns its input (or a view of it) must not corrupt that update.
     torch.manual_seed(0)
     x = 3.0 * torch.randn(64, 5)
     ident = (lambda z, s, cond=None: z) if alias == "itself" else (lambda z, s, cond=None: z.view(z.shape))
