@@ -94,6 +94,34 @@ def test_sampling_guidance_defaults_to_the_domains_and_an_override_wins():
     assert sample_settings(compose_config("sample", ["domain=video", "guidance=1.0"]))["guidance"] == 1.0
 
 
+def test_sampler_and_steps_default_to_the_domains_and_a_choice_wins():
+    from diffsuite.core.api import compose_config, sample_settings
+
+    s = sample_settings(compose_config("sample", ["domain=molecules"]))  # default_sampler, default_steps
+    assert (s["sampler"], s["sampler_options"], s["steps"]) == ("dpmpp_2m_sde", {"eta": 1.0, "solver": "midpoint"}, 99)
+    s = sample_settings(compose_config("sample", ["domain=audio"]))  # none set: Heun, 32 steps
+    assert (s["sampler"], s["steps"]) == ("heun", 32)
+    s = sample_settings(compose_config("sample", ["domain=molecules", "sampler=heun", "steps=10"]))
+    assert (s["sampler"], s["steps"]) == ("heun", 10) and s["sampler_options"]["churn"] == 0.0
+
+
+def test_the_api_samples_molecules_with_the_domains_default_sampler(monkeypatch):
+    import diffsuite
+    from diffsuite.core import generate as gen
+
+    seen = {}
+    real = gen.generate
+
+    def spy(*args, **kw):
+        seen.update(sampler=kw["sampler"], steps=kw["steps"])
+        kw["steps"] = 2  # only the choice is under test
+        return real(*args, **kw)
+
+    monkeypatch.setattr(gen, "generate", spy)  # Model.sample imports it at call time
+    diffsuite.load("molecules").sample(2, progress=False)
+    assert seen == {"sampler": "dpmpp_2m_sde", "steps": 99}
+
+
 def test_a_default_guidance_with_nothing_to_guide_samples_unguided_but_an_asked_one_is_refused():
     import diffsuite
     from diffsuite.core.api import compose_config, sample_settings
