@@ -366,7 +366,7 @@ def main(argv=None):
     if args.overhead_only:
         over = [(shape, *overhead(shape, reps=7 if args.quick else 31)) for shape in OVERHEAD_SHAPES]
         md = "\n".join(tail_md(precision_check(gm, n=500 if args.quick else 2000), over)) + "\n"
-        md += (f"\n(Refreshed alone by `.venv/bin/python benchmarks/samplers.py --overhead-only` on "
+        md += (f"\n(Refreshed alone by `.venv-bench/bin/python benchmarks/samplers.py --overhead-only` on "
                f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {time.perf_counter() - t_start:.0f} s "
                f"wall, CPU time {time.process_time():.0f} s; the tables above are from the full run.)\n")
         print(md)
