@@ -52,6 +52,9 @@ def main(out: Path, names: list[str]) -> None:
                 worst = max(worst, ((g - r).abs().max() / r.abs().max().clamp_min(1e-12)).item())
             report[name] = {"loss_1": ref_loss.item(), "loss_fsdp": total.item() / 2, "grad_rel_diff": worst,
                             "blocks": len(blocks), "sharded_blocks": sum(isinstance(b, FSDPModule) for b in blocks)}
+        # both ranks finish every collective before either tears gloo down: once in a CI run rank 0
+        # aborted at teardown ("terminate called without an active exception") after all checks passed
+        dist.barrier()
     finally:
         teardown_distributed(info)
     if info.is_main:
