@@ -6,6 +6,12 @@ outside the network (fetching and collating the next batch through the trainer's
     .venv/bin/python benchmarks/train_throughput.py                         # every domain, 2 threads
     .venv/bin/python benchmarks/train_throughput.py --domains audio --steps 20 --no-write
 
+Each domain is measured with the network and batch size of the experiment that made its shipped
+weights (SHIPPED below; `--domain-defaults` measures the domain config's default preset instead).
+Where the training set has per-item sizes (molecules: atom counts), the variants "grouped" and
+"bf16+grouped" train on batches grouped by size as the trainer forms them (trainer.group_by_size):
+other batches, so their loss after N steps is comparable only roughly.
+
 Each variant trains a fresh copy of the same network (same seed, same batches, same noise) for
 `--steps` optimizer steps as the trainer takes them (the domain's noise hook, condition dropout,
 the configured loss, backward, clipping, AdamW, EMA), through the trainer's own autocast and
@@ -32,22 +38,29 @@ sys.path.insert(0, str(ROOT))
 
 # overrides that only make the training set smaller to build (the network is the shipped one)
 DATA_ONLY = {
-    "molecules": ["domain.max_molecules=512"],
+    "molecules": ["domain.max_molecules=4096"],
     "audio": ["domain.synthetic_per_class=[8,2,2]"],
     "video": ["domain.train_clips=256", "domain.eval_clips=16"],
 }
+# the experiment behind each domain's shipped weights (its network, preset and batch size)
+SHIPPED = {"audio": ["experiment=audio_fsdd"], "video": ["experiment=video_full"],
+           "molecules": ["experiment=molecules_joint"]}
 BATCH = {"toy": 256}
-VARIANTS = {"fp32": (False, False), "bf16": (True, False), "compile": (False, True), "compile+bf16": (True, True)}
+# name: (bf16 autocast, torch.compile, batches grouped by size)
+VARIANTS = {"fp32": (False, False, False), "bf16": (True, False, False), "compile": (False, True, False),
+            "compile+bf16": (True, True, False), "grouped": (False, False, True), "bf16+grouped": (True, False, True),
+            "compile+bf16+grouped": (True, True, True)}
 
 
-def compose(name: str, extra: list[str]):
+def compose(name: str, shipped: bool):
     from hydra import compose as hydra_compose, initialize_config_dir
 
+    network = SHIPPED.get(name, []) if shipped else []
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return hydra_compose(config_name="train", overrides=[f"domain={name}", *DATA_ONLY.get(name, []), *extra])
+        return hydra_compose(config_name="train", overrides=[*(network or [f"domain={name}"]), *DATA_ONLY.get(name, [])])
 
 
-def batches(cfg, domain, n: int, batch_size: int) -> tuple[list, float]:
+def batches(cfg, domain, n: int, batch_size: int, group: bool = False) -> tuple[list, float]:
     """`n` collated batches through the trainer's DataStream, and the mean seconds to fetch one."""
     from diffsuite.core.training.data import DataStream
     from diffsuite.core.training.distributed import DistInfo
@@ -56,7 +69,7 @@ def batches(cfg, domain, n: int, batch_size: int) -> tuple[list, float]:
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), owns_group=False)
     workers, _ = cpu_resources(cfg.trainer.num_workers, info.device)  # what the trainer would use
     stream = DataStream(domain.dataset("train"), domain.collate, dist=info, micro_batch=batch_size, seed=0,
-                        num_workers=workers)
+                        num_workers=workers, group=batch_size if group else 0)
     next(stream)  # start-up (workers, caches) is not a per-step cost
     t0 = time.perf_counter()
     out = [next(stream) for _ in range(n)]
@@ -99,22 +112,31 @@ def run_variant(cfg, domain, data: list, bf16: bool, compiled: bool, steps: int,
     return {"step_ms": dt * 1e3, "loss": sum(tail) / len(tail), "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
 
 
-def measure(name: str, batch_size: int, steps: int, warmup: int, variants: list[str]) -> list[dict]:
+def measure(name: str, batch_size: int | None, steps: int, warmup: int, variants: list[str], shipped: bool) -> list[dict]:
     from hydra.utils import instantiate
 
-    cfg = compose(name, [])
+    from diffsuite.core.training.data import dataset_sizes
+
+    cfg = compose(name, shipped)
+    batch_size = batch_size or int(cfg.trainer.batch_size)
     domain = instantiate(cfg.domain)
-    data, fetch_s = batches(cfg, domain, min(steps + warmup, 16), batch_size)
+    sized = dataset_sizes(domain.dataset("train")) is not None
+    feeds = {False: batches(cfg, domain, min(steps + warmup, 24), batch_size)}
+    if sized and any(VARIANTS[v][2] for v in variants):
+        feeds[True] = batches(cfg, domain, min(steps + warmup, 24), batch_size, group=True)
     rows = []
     for v in variants:
-        bf16, compiled = VARIANTS[v]
+        bf16, compiled, grouped = VARIANTS[v]
+        if grouped and not sized:
+            continue  # nothing to group by: the same batches as without
+        data, fetch_s = feeds[grouped]
         try:
             r = run_variant(cfg, domain, data, bf16, compiled, steps, warmup)
         except Exception as e:  # noqa: BLE001 -- a variant that cannot run is reported, not fatal
             rows.append({"domain": name, "variant": v, "error": f"{type(e).__name__}: {str(e)[:90]}"})
             print(f"{name} {v}: not measured: {type(e).__name__}: {e}", file=sys.stderr)
             continue
-        r.update(domain=name, variant=v, preset=cfg.domain.get("preset", "-"), batch=batch_size,
+        r.update(domain=name, variant=v, preset=" ".join(str(cfg.domain.get(k)) for k in ("preset", "network") if cfg.domain.get(k)) or "-", batch=batch_size,
                  samples_s=batch_size / (r["step_ms"] / 1e3), fetch_ms=fetch_s * 1e3,
                  outside=fetch_s * 1e3 / (fetch_s * 1e3 + r["step_ms"]))
         rows.append(r)
@@ -143,7 +165,9 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--domains", nargs="*", default=None, help="default: every configs/domain/*.yaml")
-    ap.add_argument("--batch", type=int, default=32, help="batch size for the domains (toy: 256)")
+    ap.add_argument("--batch", type=int, default=None, help="batch size (default: the shipped experiment's; toy 256)")
+    ap.add_argument("--domain-defaults", action="store_true",
+                    help="measure each domain config's default network, not the shipped experiment's")
     ap.add_argument("--steps", type=int, default=30, help="timed optimizer steps per variant")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
@@ -154,12 +178,14 @@ def main() -> None:
     names = args.domains or sorted(p.stem for p in (ROOT / "configs" / "domain").glob("*.yaml"))
     rows = []
     for name in names:
-        rows += measure(name, BATCH.get(name, args.batch), args.steps, args.warmup, args.variants)
+        rows += measure(name, args.batch or BATCH.get(name), args.steps, args.warmup, args.variants,
+                        shipped=not args.domain_defaults)
     from diffsuite.core.training.precision import cpu_bf16_units
 
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     text = (f"### {when}: {machine('cpu')}; bf16 units: {cpu_bf16_units() or 'none'}; "
-            f"{args.steps} timed steps after {args.warmup} untimed\n\n{table(rows)}\n")
+            f"{args.steps} timed steps after {args.warmup} untimed; "
+            f"{'domain default networks' if args.domain_defaults else 'the shipped networks'}\n\n{table(rows)}\n")
     print(text)
     if not args.no_write:
         record("## Training throughput", text)

@@ -8,6 +8,15 @@ k micro-batches on every rank the examples consumed are exactly the first k * mi
 the permutation, whatever the world size; a resume skips that prefix and shards the rest over
 the new world size.
 
+Grouping by size: a map-style dataset whose items differ in cost (molecules of 3 to 29 atoms,
+padded to the largest of their batch) may say so with a ``sizes`` attribute, one number per item.
+The epoch's permutation is then reordered so that each run of ``group`` consecutive examples (one
+global batch) holds items of similar size: pools of ``POOL_GROUPS`` groups are sorted by size, cut
+into groups, and the groups of the whole epoch shuffled (the "sortish" batching of fastai and of
+SemlaFlow's size buckets). Each batch is still a random draw within its size range, every example
+is seen once an epoch, and less padding is computed. The order depends only on (seed, epoch,
+group), so resuming on another world size stays exact.
+
 Streaming (IterableDataset): items are dealt round-robin over (rank, worker) unless the dataset
 says it shards itself (``shards_itself = True``); the position is the number of micro-batches
 this rank consumed in the epoch, replayed by skipping on resume (exact on the same world size).
@@ -18,8 +27,9 @@ from __future__ import annotations
 import logging
 import signal
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, get_worker_info
 
@@ -28,14 +38,45 @@ from .distributed import DistInfo, all_reduce_sum, derive_seed
 
 log = logging.getLogger("diffsuite.train")
 
+POOL_GROUPS = 64  # groups sorted together: larger pools, more alike sizes in a batch
+
+
+def dataset_sizes(dataset: Dataset) -> np.ndarray | None:
+    """The dataset's per-item sizes (its ``sizes`` attribute), checked; None when it has none."""
+    sizes = getattr(dataset, "sizes", None)
+    if sizes is None or isinstance(dataset, IterableDataset):
+        return None
+    sizes = np.asarray(sizes)
+    if sizes.shape != (len(dataset),) or not np.issubdtype(sizes.dtype, np.number) or not np.isfinite(sizes).all():
+        raise ValueError(f"{type(dataset).__name__}.sizes must hold one finite number per item ({len(dataset)}), "
+                         f"got shape {sizes.shape} of {sizes.dtype}")
+    return sizes
+
+
+def group_by_size(perm: Sequence[int], sizes: np.ndarray, group: int, generator: torch.Generator) -> list[int]:
+    """`perm` reordered so that every run of `group` consecutive entries (from the start) holds
+    items of similar size; a permutation of the same indices. Pools of POOL_GROUPS groups are
+    sorted by size (stably: equal sizes keep their random order), cut into groups, and the groups
+    shuffled; a last, shorter group stays at the end (drop_last drops it)."""
+    perm = np.asarray(perm, dtype=np.int64)
+    pool = group * POOL_GROUPS
+    parts = [chunk[np.argsort(sizes[chunk], kind="stable")] for chunk in np.split(perm, range(pool, len(perm), pool))]
+    ordered = np.concatenate(parts) if parts else perm
+    whole = len(ordered) // group
+    groups = ordered[: whole * group].reshape(whole, group)
+    order = torch.randperm(whole, generator=generator).numpy()
+    return np.concatenate([groups[order].reshape(-1), ordered[whole * group:]]).tolist()
+
 
 class ResumableDistributedSampler(DistributedSampler):
     """DistributedSampler that starts an epoch after `start` examples of its permutation and
     yields only whole micro-batches, the same number on every rank."""
 
-    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int, micro_batch: int):
+    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int, micro_batch: int,
+                 sizes: np.ndarray | None = None, group: int = 0):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
         self.micro_batch = micro_batch
+        self.sizes, self.group = sizes, group  # group > 0: batches of similar sizes (group_by_size)
         self.start = 0
 
     def set_position(self, epoch: int, start: int) -> None:
@@ -44,7 +85,8 @@ class ResumableDistributedSampler(DistributedSampler):
 
     def permutation(self) -> list[int]:
         g = torch.Generator().manual_seed(derive_seed(self.seed, 0xDA7A, self.epoch))
-        return torch.randperm(len(self.dataset), generator=g).tolist()
+        perm = torch.randperm(len(self.dataset), generator=g).tolist()
+        return group_by_size(perm, self.sizes, self.group, g) if self.group else perm
 
     def per_rank(self) -> int:
         left = len(self.dataset) - self.start
@@ -109,6 +151,7 @@ class DataPosition:
     # streaming: micro-batches this rank consumed in the epoch
     world_size: int = 1
     micro_batch: int = 1
+    group: int = 0  # map-style: the size-grouping the epoch's order was drawn with (0: none)
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
@@ -124,12 +167,17 @@ class DataStream:
     """An endless iterator of Batches over epochs, with a position to checkpoint."""
 
     def __init__(self, dataset: Dataset, collate: Callable[[list[Any]], Batch], *, dist: DistInfo, micro_batch: int,
-                 seed: int, num_workers: int = 0, pin_memory: bool = False, position: DataPosition | None = None):
-        self.dist, self.micro_batch, self.seed = dist, micro_batch, seed
+                 seed: int, num_workers: int = 0, pin_memory: bool = False, position: DataPosition | None = None,
+                 group: int = 0):
+        """group: order each epoch so that every `group` consecutive examples (a global batch: a
+        multiple of micro_batch x world size) have similar ``dataset.sizes``; 0 leaves it random."""
+        self.dist, self.micro_batch, self.seed, self.group = dist, micro_batch, seed, group
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.collate = _Collate(collate)
         self.streaming = isinstance(dataset, IterableDataset)
         if self.streaming:
+            if group:
+                raise ValueError(f"group_by_size needs a map-style dataset; {type(dataset).__name__} streams")
             self.dataset = dataset if getattr(dataset, "shards_itself", False) else \
                 ShardedIterable(dataset, rank=dist.rank, world_size=dist.world_size)
             self.sampler = None
@@ -138,9 +186,13 @@ class DataStream:
             if n < micro_batch * dist.world_size:
                 raise ValueError(f"the training set holds {n} examples, fewer than one step needs "
                                  f"({micro_batch} per micro-step x {dist.world_size} ranks); lower trainer.batch_size")
+            sizes = dataset_sizes(dataset) if group else None
+            if group and (sizes is None or group % (micro_batch * dist.world_size)):
+                raise ValueError(f"group_by_size needs a dataset with sizes and a group that is a multiple of "
+                                 f"{micro_batch} x {dist.world_size}; got {type(dataset).__name__}, group {group}")
             self.dataset = dataset
             self.sampler = ResumableDistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank,
-                                                       seed=seed, micro_batch=micro_batch)
+                                                       seed=seed, micro_batch=micro_batch, sizes=sizes, group=group)
         self.epoch, self.consumed, self.skip = 0, 0, 0
         if position is not None:
             self._restore(position)
@@ -150,6 +202,10 @@ class DataStream:
         self.epoch = p.epoch
         if not self.streaming:
             self.consumed = p.consumed
+            if p.group != self.group:
+                log.warning("the checkpoint's data order was drawn with group_by_size=%d, this run's with %d: the rest "
+                            "of epoch %d follows the new order, so some of its examples repeat and others are skipped",
+                            p.group, self.group, self.epoch)
             return
         if p.world_size == self.dist.world_size and p.micro_batch == self.micro_batch:
             self.skip = p.consumed
@@ -160,7 +216,8 @@ class DataStream:
                         self.dist.world_size, p.world_size, self.skip)
 
     def position(self) -> DataPosition:
-        return DataPosition(self.epoch, self.consumed, self.dist.world_size, self.micro_batch)
+        return DataPosition(self.epoch, self.consumed, self.dist.world_size, self.micro_batch,
+                            0 if self.streaming else self.group)
 
     def _loader(self) -> DataLoader:
         g = torch.Generator().manual_seed(derive_seed(self.seed, 0x10AD, self.epoch, self.dist.rank, self.consumed))

@@ -36,6 +36,7 @@ class TrainerOptions:
     activation_checkpointing: bool = False
     device: str = "auto"
     num_workers: int | str = "auto"  # data worker processes per rank; auto: see precision.cpu_resources
+    group_by_size: bool | str = "auto"  # batches of similar-size items (data.group_by_size); auto: when the dataset has sizes
     max_nonfinite: int = 5
     log_every: int = 10
     checkpoint_every: int = 1000
@@ -91,6 +92,8 @@ class TrainerOptions:
             raise UserError(f"trainer.cond_dropout must lie in [0, 1), got {self.cond_dropout}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise UserError(f"trainer.precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.group_by_size not in ("auto", True, False):
+            raise UserError(f"trainer.group_by_size must be auto, true or false, got {self.group_by_size!r}")
         if self.parallel not in ("ddp", "fsdp"):
             raise UserError(f"trainer.parallel must be ddp or fsdp, got {self.parallel!r}")
 

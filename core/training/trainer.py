@@ -36,7 +36,7 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from ..domain import Batch, config_options
 from .checkpoint import (checkpoint_name, checkpoint_weights, choose_checkpoint, load_checkpoint, read_trainer_state,
                          save_checkpoint, set_aside_later)
-from .data import DataPosition, DataStream
+from .data import DataPosition, DataStream, dataset_sizes
 from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, derive_seed, setup_distributed,
                           teardown_distributed)
 from .ema import EMA, full_tensor
@@ -324,6 +324,22 @@ def _restore(run: _Run) -> None:
     scheduler._last_lr = [g["lr"] for g in run.optimizer.param_groups]
 
 
+def _size_group(dataset, opts: TrainerOptions) -> int:
+    """The global batch to group by size (data.group_by_size), or 0; says which in the log."""
+    try:
+        sizes = dataset_sizes(dataset)
+    except ValueError as e:
+        raise UserError(f"trainer.group_by_size: {e}") from None
+    if opts.group_by_size is True and sizes is None:
+        raise UserError(f"trainer.group_by_size=true, but the training set ({type(dataset).__name__}) has no per-item "
+                        f"sizes to group by; use auto or false")
+    if opts.group_by_size is False or sizes is None:
+        return 0
+    log.info("batches grouped by size: each global batch of %d holds items of similar size (sizes %g-%g; "
+             "trainer.group_by_size=false turns it off)", opts.batch_size, sizes.min(), sizes.max())
+    return opts.batch_size
+
+
 def _open_data(run: _Run) -> None:
     """The data stream at the resumed position (rank 0 first, so a dataset cache is built once),
     the autocast context, the step generator and the preview settings."""
@@ -336,8 +352,9 @@ def _open_data(run: _Run) -> None:
         _write_run_config(run.cfg, run.run_dir, run.step)
     workers, threads = cpu_resources(opts.num_workers, device)
     log.info("threads: %s", threads)
+    group = _size_group(dataset, opts)
     run.stream = DataStream(dataset, run.domain.collate, dist=info, micro_batch=run.micro, seed=run.seed,
-                            num_workers=workers, pin_memory=device.type == "cuda", position=run.position)
+                            num_workers=workers, pin_memory=device.type == "cuda", position=run.position, group=group)
     bf16, why = resolve_precision(opts.precision, device)
     log.info("precision: %s", why)
     run.autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731

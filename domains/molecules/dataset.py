@@ -163,6 +163,12 @@ class MoleculeSet(Dataset):
     def __len__(self) -> int:
         return len(self.n_atoms)
 
+    @property
+    def sizes(self) -> np.ndarray:
+        """Atom counts: the trainer groups molecules of similar size into a batch (core/training/data.py),
+        since a batch is padded to its largest molecule and the joint network's cost grows as atoms^2."""
+        return self.n_atoms
+
     def __getitem__(self, i: int) -> dict:
         n = int(self.n_atoms[i])
         item = {"positions": torch.from_numpy(np.asarray(self.positions[i, :n], dtype=np.float32)),
