@@ -80,6 +80,12 @@ def parallelize(model: nn.Module, opts: ParallelOptions, info: DistInfo) -> nn.M
         for b in blocks:
             checkpoint(b)
     if opts.compile:
+        import torch._dynamo
+
+        # blocks of one class share their forward's code, and dynamo keeps recompile_limit (8)
+        # compiled versions per code object: a U-Net's blocks at 12 widths fell back to eager after 8
+        limit = torch._dynamo.config.recompile_limit
+        torch._dynamo.config.recompile_limit = max(limit, len(blocks) + 8)
         for b in blocks:
             b.compile()
         if not blocks:

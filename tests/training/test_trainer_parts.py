@@ -127,6 +127,34 @@ def test_parallelize_keeps_parameter_names_and_results():
     assert torch.allclose(y, ref) and torch.allclose(x.grad, g_ref)
 
 
+def test_compile_covers_every_block_of_one_class_at_many_widths(monkeypatch):
+    """Blocks of one class share their forward's code, of which dynamo keeps 8 compiled versions by
+    default: a U-Net's blocks at 12 widths ran the last ones eagerly. parallelize raises the limit."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    class Block(nn.Module):
+        def __init__(self, a, b):
+            super().__init__()
+            self.lin = nn.Linear(a, b)
+
+        def forward(self, x):
+            return torch.tanh(self.lin(x))
+
+    compile_ = nn.Module.compile
+    monkeypatch.setattr(nn.Module, "compile", lambda self, **kw: compile_(self, backend="eager"))  # fast; same guards
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 8)
+    torch._dynamo.reset()
+    counters.clear()
+    blocks = nn.ModuleList(Block(2 + i, 3 + i) for i in range(12))
+    parallelize(nn.Sequential(blocks), ParallelOptions(compile=True), DistInfo(0, 1, 0, torch.device("cpu"), False))
+    h = torch.randn(3, 2)
+    for b in blocks:
+        h = b(h)
+    assert counters["stats"]["unique_graphs"] == 12  # every width compiled, none left to eager
+    torch._dynamo.reset()
+
+
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
     run = [*BASE, "trainer.steps=12", "trainer.checkpoint_every=0"]
     a, b, c = (fit(compose_train([*run, f"seed={s}", f"run_dir={tmp_path / n}"]))
