@@ -15,7 +15,8 @@ other batches, so their loss after N steps is comparable only roughly.
 Each variant trains a fresh copy of the same network (same seed, same batches, same noise) for
 `--steps` optimizer steps as the trainer takes them (the domain's noise hook, condition dropout,
 the configured loss, backward, clipping, AdamW, EMA), through the trainer's own autocast and
-`parallelize(compile=...)`. Timing excludes the first `--warmup` steps (compilation). The table is
+`parallelize(compile=...)`. Timing excludes the first `--warmup` steps (compilation), and the timed
+steps go round-robin over the variants, so a change in a shared machine's load falls on all alike. The table is
 printed and recorded, with the machine and the date, in the `## Training throughput` section of
 benchmarks/RESULTS.md.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import os
 import sys
 import time
@@ -76,7 +78,8 @@ def batches(cfg, domain, n: int, batch_size: int, group: bool = False) -> tuple[
     return out, (time.perf_counter() - t0) / n
 
 
-def run_variant(cfg, domain, data: list, bf16: bool, compiled: bool, steps: int, warmup: int) -> dict:
+def train_steps(cfg, domain, data: list, bf16: bool, compiled: bool):
+    """A fresh copy of the network trained one optimizer step per next(); yields each step's loss."""
     from hydra.utils import instantiate
 
     from diffsuite.core.training.distributed import DistInfo
@@ -92,10 +95,8 @@ def run_variant(cfg, domain, data: list, bf16: bool, compiled: bool, steps: int,
     opt = torch.optim.AdamW(model.parameters(), lr=float(cfg.trainer.lr))
     ema = EMA(model, [0.999])
     g = torch.Generator()
-    losses, t_start = [], None
-    for i in range(warmup + steps):
-        if i == warmup:
-            t_start = time.perf_counter()
+    yield sum(p.numel() for p in model.parameters()) / 1e6
+    for i in itertools.count():
         b = data[i % len(data)]
         g.manual_seed(i)
         _cond_dropout(b, 0.1, g)
@@ -106,13 +107,13 @@ def run_variant(cfg, domain, data: list, bf16: bool, compiled: bool, steps: int,
         opt.step()
         opt.zero_grad(set_to_none=True)
         ema.update(model, i)
-        losses.append(out.loss.item())
-    dt = (time.perf_counter() - t_start) / steps
-    tail = losses[-max(1, steps // 3):]
-    return {"step_ms": dt * 1e3, "loss": sum(tail) / len(tail), "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
+        yield out.loss.item()
 
 
 def measure(name: str, batch_size: int | None, steps: int, warmup: int, variants: list[str], shipped: bool) -> list[dict]:
+    """Every variant trained side by side: after `warmup` untimed steps each, the timed steps go
+    round-robin (one step of each variant in turn), so a change in the machine's load falls on
+    every variant alike."""
     from hydra.utils import instantiate
 
     from diffsuite.core.training.data import dataset_sizes
@@ -124,23 +125,36 @@ def measure(name: str, batch_size: int | None, steps: int, warmup: int, variants
     feeds = {False: batches(cfg, domain, min(steps + warmup, 24), batch_size)}
     if sized and any(VARIANTS[v][2] for v in variants):
         feeds[True] = batches(cfg, domain, min(steps + warmup, 24), batch_size, group=True)
-    rows = []
+    runs, rows = {}, []
     for v in variants:
         bf16, compiled, grouped = VARIANTS[v]
         if grouped and not sized:
             continue  # nothing to group by: the same batches as without
-        data, fetch_s = feeds[grouped]
         try:
-            r = run_variant(cfg, domain, data, bf16, compiled, steps, warmup)
+            gen = train_steps(cfg, domain, feeds[grouped][0], bf16, compiled)
+            params = next(gen)
+            for _ in range(warmup):  # compilation happens here
+                next(gen)
         except Exception as e:  # noqa: BLE001 -- a variant that cannot run is reported, not fatal
             rows.append({"domain": name, "variant": v, "error": f"{type(e).__name__}: {str(e)[:90]}"})
             print(f"{name} {v}: not measured: {type(e).__name__}: {e}", file=sys.stderr)
             continue
-        r.update(domain=name, variant=v, preset=" ".join(str(cfg.domain.get(k)) for k in ("preset", "network") if cfg.domain.get(k)) or "-", batch=batch_size,
-                 samples_s=batch_size / (r["step_ms"] / 1e3), fetch_ms=fetch_s * 1e3,
-                 outside=fetch_s * 1e3 / (fetch_s * 1e3 + r["step_ms"]))
-        rows.append(r)
-        print(f"{name} {v}: {r['samples_s']:.1f} samples/s, loss {r['loss']:.4f}", file=sys.stderr)
+        runs[v] = {"gen": gen, "params_m": params, "seconds": 0.0, "losses": []}
+    for _ in range(steps):
+        for r in runs.values():
+            t0 = time.perf_counter()
+            r["losses"].append(next(r["gen"]))
+            r["seconds"] += time.perf_counter() - t0
+    for v, r in runs.items():
+        fetch_s = feeds[VARIANTS[v][2]][1]
+        step_ms = r["seconds"] / steps * 1e3
+        tail = r["losses"][-max(1, steps // 3):]
+        row = {"domain": name, "variant": v, "step_ms": step_ms, "loss": sum(tail) / len(tail), "params_m": r["params_m"],
+               "preset": " ".join(str(cfg.domain.get(k)) for k in ("preset", "network") if cfg.domain.get(k)) or "-",
+               "batch": batch_size, "samples_s": batch_size / (step_ms / 1e3), "fetch_ms": fetch_s * 1e3,
+               "outside": fetch_s * 1e3 / (fetch_s * 1e3 + step_ms)}
+        rows.append(row)
+        print(f"{name} {v}: {row['samples_s']:.1f} samples/s, loss {row['loss']:.4f}", file=sys.stderr)
     base = next((r for r in rows if r.get("variant") == "fp32" and "error" not in r), None)
     for r in rows:
         if base is not None and "error" not in r:
