@@ -98,7 +98,7 @@ def test_sampler_and_steps_default_to_the_domains_and_a_choice_wins():
     from diffsuite.core.api import compose_config, sample_settings
 
     s = sample_settings(compose_config("sample", ["domain=molecules"]))  # default_sampler, default_steps
-    assert (s["sampler"], s["sampler_options"], s["steps"]) == ("dpmpp_2m_sde", {"eta": 1.0, "solver": "midpoint"}, 99)
+    assert (s["sampler"], s["sampler_options"], s["steps"]) == ("dpmpp_3m_sde", {"eta": 1.0}, 99)
     s = sample_settings(compose_config("sample", ["domain=audio"]))  # none set: Heun, 32 steps
     assert (s["sampler"], s["steps"]) == ("heun", 32)
     s = sample_settings(compose_config("sample", ["domain=molecules", "sampler=heun", "steps=10"]))
@@ -119,7 +119,7 @@ def test_the_api_samples_molecules_with_the_domains_default_sampler(monkeypatch)
 
     monkeypatch.setattr(gen, "generate", spy)  # Model.sample imports it at call time
     diffsuite.load("molecules").sample(2, progress=False)
-    assert seen == {"sampler": "dpmpp_2m_sde", "steps": 99}
+    assert seen == {"sampler": "dpmpp_3m_sde", "steps": 99}
 
 
 def test_a_default_guidance_with_nothing_to_guide_samples_unguided_but_an_asked_one_is_refused():
