@@ -288,13 +288,29 @@ def overhead(shape, steps: int = 50, reps: int = 25) -> list[tuple[str, dict[str
     def bare():  # the bare denoiser, to subtract; each result is dropped at once, as in a sampler loop (keeping
         for _ in range(100):  # 100 large results alive made every call fault in fresh pages: 483 µs instead of
             triv(x, None)  # ~40 at (4096, 64), and negative overheads)
+    def draw():  # one Gaussian draw of the state's size, the unavoidable cost of a stochastic step
+        for _ in range(100):
+            torch.randn_like(x)
     jobs = [(label, lib, fn) for label, *fns in rows for lib, fn in zip(("ours", "k-diffusion", "diffusers"), fns)
-            if fn is not None] + [("bare", "bare", bare)]
-    n_calls, times = {}, {}
+            if fn is not None] + [("bare", "bare", bare), ("draw", "draw", draw)]
+    n_calls, n_draws, times = {}, {}, {}
+    draws = [0]
+
+    def counting(f):  # counts the state-sized Gaussian draws of a run (every library calls torch.randn*)
+        def g(*a, **k):
+            out = f(*a, **k)
+            draws[0] += out.numel() == x.numel()
+            return out
+        return g
+    plain = torch.randn, torch.randn_like
     for label, lib, fn in jobs:
-        calls[0] = 0
-        fn()  # warm-up, and the evaluation count
-        n_calls[(label, lib)] = calls[0]
+        calls[0] = draws[0] = 0
+        torch.randn, torch.randn_like = counting(plain[0]), counting(plain[1])
+        try:
+            fn()  # warm-up, and the evaluation and draw counts
+        finally:
+            torch.randn, torch.randn_like = plain
+        n_calls[(label, lib)], n_draws[(label, lib)] = calls[0], draws[0]
         times[(label, lib)] = []
     for _ in range(reps):
         for label, lib, fn in jobs:
@@ -302,14 +318,16 @@ def overhead(shape, steps: int = 50, reps: int = 25) -> list[tuple[str, dict[str
             fn()
             times[(label, lib)].append(time.thread_time() - t)
     t_call = statistics.median(times[("bare", "bare")]) / 100
+    t_draw = statistics.median(times[("draw", "draw")]) / 100
     out = []
     for label, *fns in rows:
         res = {}
         for lib, fn in zip(("ours", "k-diffusion", "diffusers"), fns):
             res[lib] = None if fn is None else \
                 (statistics.median(times[(label, lib)]) - n_calls[(label, lib)] * t_call) / steps * 1e6
+            res[lib + " draws"] = None if fn is None else n_draws[(label, lib)] / steps
         out.append((label, res))
-    return out, t_call * 1e6
+    return out, t_call * 1e6, t_draw * 1e6
 
 
 # --- state precision ----------------------------------------------------------------------------
@@ -638,21 +656,29 @@ def tail_md(precision, over) -> list[str]:
                  "samplers are given plain `randn` noise (as ours), not their default Brownian tree. Inputs are "
                  "float32 (all three libraries keep a float32 state; ours since issue 15, before it converted the whole "
                  "state to float64 and back around every evaluation). Stochastic samplers include their Gaussian noise "
-                 "draw (one per step in every library), which at (4096, 64) alone costs several hundred µs. The machine is shared (load average "
+                 "draw, counted per run (columns *draws*: state-sized `torch.randn*` calls per step, ours / "
+                 "k-diffusion / diffusers) and timed alone (*one draw* below); the last column takes each library's "
+                 "draws times that cost out of its overhead before comparing, since a Gaussian draw per step is the "
+                 "algorithm, not the loop. The machine is shared (load average "
                  f"{os.getloadavg()[0]:.1f} on 2 cores at the end of this run): the times are the thread's CPU "
                  "time (`time.thread_time`), which preemption does not inflate, though cache sharing still adds "
                  "some noise; the runs are interleaved so that all libraries see the same load.")
         L.append("")
-        for shape, rows_, t_call in over:
-            L.append(f"Tensor {tuple(shape)} (one bare denoiser call: {t_call:.1f} µs):")
+        for shape, rows_, t_call, t_draw in over:
+            L.append(f"Tensor {tuple(shape)} (one bare denoiser call: {t_call:.1f} µs; one draw: {t_draw:.1f} µs):")
             L.append("")
-            L.append("| sampler | ours | k-diffusion | diffusers | ours ≤ k-diffusion? | ours < diffusers/3? |")
-            L.append("|---|---|---|---|---|---|")
+            L.append("| sampler | ours | k-diffusion | diffusers | draws | ours ≤ k-diffusion? | ours < diffusers/3? "
+                     "| draws taken out: ours < diffusers/3? |")
+            L.append("|---|---|---|---|---|---|---|---|")
             for label, r in rows_:
                 o, k, d = r["ours"], r["k-diffusion"], r["diffusers"]
                 c1 = "—" if o is None or k is None else ("yes" if o <= k else "NO")
                 c2 = "—" if o is None or d is None else ("yes" if o < d / 3 else "NO")
-                L.append(f"| {label} | {fmt(o, 1)} | {fmt(k, 1)} | {fmt(d, 1)} | {c1} | {c2} |")
+                dr = " / ".join("—" if r[lib + " draws"] is None else f"{r[lib + ' draws']:.2f}"
+                                for lib in ("ours", "k-diffusion", "diffusers"))
+                c3 = "—" if o is None or d is None else \
+                    ("yes" if o - r["ours draws"] * t_draw < (d - r["diffusers draws"] * t_draw) / 3 else "NO")
+                L.append(f"| {label} | {fmt(o, 1)} | {fmt(k, 1)} | {fmt(d, 1)} | {dr} | {c1} | {c2} | {c3} |")
             L.append("")
     return L
 

@@ -31,10 +31,17 @@ NoiseFn = Callable[[Tensor], Tensor]
 Callback = Callable[[dict[str, Any]], None]
 
 
+def _all_finite(t: Tensor) -> bool:
+    """Whether every value of t is finite, at the cost of one float32 sum: NaN and inf propagate through
+    it, so a finite sum proves all values finite. Only a non-finite sum (a NaN or inf, or finite values
+    whose sum overflows) pays for the exact check. At (4096, 64) float32 on one CPU thread the sum costs
+    ~22 us, a float64-accumulated sum ~120 us and isfinite().all() ~600 us."""
+    return math.isfinite(t.sum().item()) or bool(torch.isfinite(t).all())
+
+
 def _setup(x: Tensor, sigmas: Tensor, noise: NoiseFn | None) -> tuple[Tensor, list[float], NoiseFn]:
     check_sigmas(sigmas)
-    # a reduction, not isfinite().all(): ~40x cheaper on a large CPU tensor, and NaN/inf propagate
-    if not math.isfinite(x.sum(dtype=torch.float64).item()):
+    if not _all_finite(x):
         raise ValueError("the start x holds a non-finite value")
     dtype = x.dtype
     state = torch.promote_types(dtype, torch.float32)
@@ -52,9 +59,7 @@ def _denoise(denoiser: Denoiser, x: Tensor, sigma: float, cond, dtype: torch.dty
         raise ValueError(f"denoiser returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
     if out.dtype != x.dtype:
         out = out.to(x.dtype)
-    # one reduction (accumulated in float64) instead of isfinite + all: NaN and inf propagate through
-    # the sum, and it costs ~15 us on 262k float32 values against ~600 us for isfinite().all()
-    if not math.isfinite(out.sum(dtype=torch.float64).item()):
+    if not _all_finite(out):
         raise FloatingPointError(f"denoiser output is not finite at step {i} (sigma={sigma:.6g}); "
                                  f"{(~torch.isfinite(out)).sum().item()} bad values")
     return out

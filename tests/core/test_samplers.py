@@ -168,6 +168,24 @@ def test_bad_input_is_refused_with_a_clear_error(gm):
     with pytest.raises(FloatingPointError, match=r"step \d+ \(sigma="):
         SAMPLERS["dpmpp_2m"](nan_at_small_sigma, start(4), karras_sigmas(10))
 
+    def one_inf(x, s, c=None):  # a single inf among finite values, at every sampler's first evaluation
+        out = gm.denoise(x, s).clone()
+        out[1, 0] = math.inf
+        return out
+
+    for name in SAMPLERS:
+        with pytest.raises(FloatingPointError, match="step 0"):
+            SAMPLERS[name](one_inf, start(4), karras_sigmas(3))
+    with pytest.raises(ValueError, match="start x holds a non-finite"):
+        SAMPLERS["euler"](exact(gm), start(4).index_fill(0, torch.tensor([2]), math.nan), karras_sigmas(3))
+
+
+def test_finite_values_whose_sum_overflows_are_not_called_non_finite():
+    # the cheap finiteness check sums in float32; 3e38 * 16 overflows that sum though every value is finite
+    big = torch.full((16, 2), 3e38)
+    out = SAMPLERS["euler"](lambda x, s, c=None: big, big.clone(), torch.tensor([1.0, 0.0]))
+    assert torch.isfinite(out).all()
+
 
 def test_the_state_keeps_the_start_dtype_raised_to_float32(gm):
     for start_dtype, state in ((torch.float32, torch.float32), (torch.bfloat16, torch.float32),
