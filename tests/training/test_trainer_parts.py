@@ -215,3 +215,37 @@ def test_a_slurm_task_becomes_a_rank(monkeypatch):
     assert os.environ["MASTER_ADDR"] == "gpu3"
     monkeypatch.undo()
     assert "WORLD_SIZE" not in os.environ or os.environ["WORLD_SIZE"] != "8"
+
+
+def test_adamw_takes_the_fused_kernel_on_a_cpu_and_matches_the_loop():
+    from diffsuite.core.training.trainer import adamw
+
+    torch.manual_seed(0)
+    a = [nn.Parameter(torch.randn(5, 3)), nn.Parameter(torch.randn(3))]
+    b = [nn.Parameter(p.detach().clone()) for p in a]
+    fused = adamw(a, lr=1e-2, weight_decay=0.1)
+    loop = torch.optim.AdamW(b, lr=1e-2, weight_decay=0.1, foreach=False)
+    assert fused.param_groups[0]["fused"] is True
+    for i in range(5):
+        g = [torch.randn_like(p) for p in a]
+        for p, q, gi in zip(a, b, g):
+            p.grad, q.grad = gi.clone(), gi.clone()
+        fused.step()
+        loop.step()
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p, q)
+
+
+def test_a_resumed_run_keeps_its_own_optimizer_kernel(tmp_path, monkeypatch):
+    # a checkpoint written by the per-tensor loop (as before the fused kernel) resumes on the fused one
+    import diffsuite.core.training.trainer as T
+
+    made = []
+    plain = T.adamw
+    monkeypatch.setattr(T, "adamw", lambda params, **kw: torch.optim.AdamW(params, foreach=False, **kw))
+    run = [*BASE, f"run_dir={tmp_path}", "trainer.checkpoint_every=5"]
+    fit(compose_train([*run, "trainer.steps=5"]))
+    monkeypatch.setattr(T, "adamw", lambda params, **kw: made.append(plain(params, **kw)) or made[-1])
+    r = fit(compose_train([*run, "trainer.steps=8"]))
+    assert r.resumed_from is not None and r.step == 8
+    assert [g["fused"] for g in made[0].param_groups] == [True] * len(made[0].param_groups)
