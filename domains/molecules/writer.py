@@ -20,8 +20,6 @@ from .molecule import Molecule
 log = logging.getLogger(__name__)
 
 
-
-
 def rdkit_molecules(samples: list[Molecule]) -> list[Chem.Mol]:
     table = BondTable(ALL_ELEMENTS)
     out = []
@@ -58,8 +56,18 @@ def write_molecules(samples: list[Molecule], out_dir: Path, *, stem: str = "mole
             f.write("$$$$\n")
     png = free_path(out_dir / f"{stem}.png")
     shown = mols[:grid_max]
-    img = Draw.MolsToGridImage([depiction(m) for m in shown], molsPerRow=min(8, len(shown)), subImgSize=(200, 200),
-                               legends=[m.GetProp("_Name") for m in shown])
+    pictures, legends = [depiction(m) for m in shown], [m.GetProp("_Name") for m in shown]
+    try:
+        img = Draw.MolsToGridImage(pictures, molsPerRow=min(8, len(shown)), subImgSize=(200, 200), legends=legends)
+    except RuntimeError:  # RDKit cannot draw some broken samples (a near-complete bond graph): leave their cells empty
+        for i, (pic, name) in enumerate(zip(pictures, legends)):
+            try:
+                Draw.MolsToGridImage([pic], molsPerRow=1, subImgSize=(50, 50))
+            except RuntimeError as e:
+                log.warning("%s: %s (%d atoms, %d bonds) is not drawn in %s: RDKit says %s", sdf, name,
+                            pic.GetNumAtoms(), pic.GetNumBonds(), png.name, e)
+                pictures[i], legends[i] = Chem.Mol(), f"{name}: not drawable"
+        img = Draw.MolsToGridImage(pictures, molsPerRow=min(8, len(shown)), subImgSize=(200, 200), legends=legends)
     with open(png, "xb") as f:
         img.save(f, format="PNG")
     return [sdf, png]

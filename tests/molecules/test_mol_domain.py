@@ -162,3 +162,29 @@ def test_evaluation_scores_samples_without_hydrogens_instead_of_dropping_them(qm
             AllChem.EmbedMolecule(m, randomSeed=0)
             w.write(m)
     assert qm9_small.evaluate(path, novelty=False)["molecules"] == 2
+
+
+def test_a_sample_rdkit_cannot_draw_leaves_an_empty_cell_and_every_file(tmp_path, caplog):
+    # a real 4-evaluation Heun sample of the joint model: 21 atoms, 203 bonds of orders 1-3. RDKit's 2D
+    # depiction of it stops the grid drawing ("Cannot normalize a zero length vector")
+    from diffsuite.domains.molecules.molecule import Molecule
+    from diffsuite.domains.molecules.writer import write_molecules
+
+    elements = list("FCNOCCCNHHNOHCHCOONOF")
+    charges = [1, 0, 0, 0, 0, 0, 1, 0, 1, -1, 1, 0, 0, 1, -1, -1, 1, 1, -1, 0, 0]
+    upper = ("2111301222212112112111123111231212111111111112121312122111210131121311332311111111122321313223211"
+             "2232311121131232131311113121111111111311110110122222211131121311121113113132111211211101121132112"
+             "1212111121001121")
+    n = len(elements)
+    bonds = np.zeros((n, n), dtype=np.int64)
+    bonds[np.triu_indices(n, 1)] = [int(c) for c in upper]
+    bonds = bonds + bonds.T
+    broken = Molecule(elements, np.random.default_rng(0).normal(size=(n, 3)), charges=charges, bonds=bonds,
+                      name="broken")
+    fine = Molecule(["C", "O", "H", "H"], [[0, 0, 0], [1.2, 0, 0], [-0.5, 0.9, 0], [-0.5, -0.9, 0]],
+                    bonds=[[0, 2, 1, 1], [2, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0]], name="formaldehyde")
+    with caplog.at_level("WARNING"):
+        sdf, png = write_molecules([fine, broken], tmp_path)
+    assert png.stat().st_size > 0
+    assert [m.GetProp("_Name") for m in Chem.SDMolSupplier(str(sdf), sanitize=False)] == ["formaldehyde", "broken"]
+    assert "broken (21 atoms" in caplog.text and "not drawn" in caplog.text
