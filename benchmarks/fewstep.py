@@ -212,7 +212,7 @@ def domain_study(name: str, ect_path: Path | None, quick: bool, device: str) -> 
             rows.append(row)
             print(f"{name} {model_name} {sampler} {evals}: " + ", ".join(f"{k} {row[k]:.4g}" for k in spec["metrics"])
                   + f", {wall:.1f} s", flush=True)
-    L = [f"### {name}: {Path(shipped).name}" + (f" and {ect_path}" if "ect" in models else ""), "",
+    L = [f"### {name}, {datetime.date.today()}: {Path(shipped).name}" + (f" and {ect_path}" if "ect" in models else ""), "",
          f"Machine: {machine(device)}. {n} samples per row, guidance {spec['guidance']}, seed 0; base samplers on "
          "the Karras grid, `consistency` on `consistency_sigmas`. Wall time: sampling and decoding, not evaluation."]
     if "ect" not in models:
@@ -305,7 +305,8 @@ def main(argv=None) -> None:
         plot(rows, Path(tempfile.gettempdir()) / png.name if a.quick else png)
     if not (a.quick or a.no_record):
         record(SECTION, "\n\n".join(texts) + f"\n\nPlot: `benchmarks/{png.name}`. Command: "
-               f"`.venv/bin/python benchmarks/fewstep.py --domains {a.domains}`.")
+               f"`.venv/bin/python benchmarks/fewstep.py --domains {a.domains}"
+               + "".join(f" --ect {e}" for e in a.ect) + "`.")
         print(f"recorded under {SECTION} in benchmarks/RESULTS.md; plot {png}")
 
 
