@@ -34,8 +34,8 @@ Callback = Callable[[dict[str, Any]], None]
 def _all_finite(t: Tensor) -> bool:
     """Whether every value of t is finite, at the cost of one float32 sum: NaN and inf propagate through
     it, so a finite sum proves all values finite. Only a non-finite sum (a NaN or inf, or finite values
-    whose sum overflows) pays for the exact check. At (4096, 64) float32 on one CPU thread the sum costs
-    ~22 us, a float64-accumulated sum ~120 us and isfinite().all() ~600 us."""
+    whose sum overflows) pays for the exact check. At (4096, 64) float32 on one thread of the development
+    CPU the sum cost 20-22 us, a float64-accumulated sum 79-119 us and isfinite().all() 681 us."""
     return math.isfinite(t.sum().item()) or bool(torch.isfinite(t).all())
 
 

@@ -24,21 +24,21 @@ def apply_rope(x: Tensor, angles: Tensor) -> Tensor:
     return out.to(x.dtype)
 
 
-# On a CPU in bf16 (autocast), torch's fused attention kernel gains little from the low precision, while
-# two bf16 matrix products around a softmax run at the processor's bf16 rate as long as a head's score
-# matrix stays in cache. Measured on the 2-core Zen 4 development CPU (avx512_bf16), one thread, forward and
+# On a CPU in bf16 (autocast), torch's fused attention kernel gains little from the low precision, while two
+# bf16 matrix products around a softmax run at the processor's bf16 rate as long as a head's score matrix
+# stays in cache. Measured on the 2-core Zen 4 development CPU (avx512_bf16), one thread, forward and
 # backward of (16, 4, L, 32) in bf16: 36 ms against the fused kernel's 53 at L = 256, but 186 against 151 at
-# L = 512; in float32 the fused kernel was faster at every length. In the shipped video network (256
-# tokens), 60 eager bf16 training steps side by side: 485 ms a step against 620 with the fused kernel (fp32:
-# 770), mean loss 0.9128 against 0.9163 (fp32 0.9166): within noise. Where the fused kernel is used the
-# results are exactly torch's.
+# L = 512; in float32 the fused kernel was faster at every length (float16 was not measured and keeps it).
+# In the shipped video network (256 tokens), 60 eager bf16 training steps side by side: 485 ms a step
+# against 620 with the fused kernel (fp32: 770), mean loss 0.9128 against 0.9163 (fp32 0.9166): within
+# noise. Where the fused kernel is used the results are exactly torch's.
 CPU_MATMUL_ATTENTION_MAX_TOKENS = 256
 
 
 def dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None) -> Tensor:
     """softmax(q k^T / sqrt(d) + mask) v over (B, H, L, Dh); attn_mask is boolean, True = attend."""
-    low = q.dtype in (torch.bfloat16, torch.float16)
-    if q.device.type == "cpu" and low and max(q.shape[-2], k.shape[-2]) <= CPU_MATMUL_ATTENTION_MAX_TOKENS:
+    short = max(q.shape[-2], k.shape[-2]) <= CPU_MATMUL_ATTENTION_MAX_TOKENS
+    if q.device.type == "cpu" and q.dtype == torch.bfloat16 and short:
         scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, Lq, Lk)
         if attn_mask is not None:
             scores = scores.masked_fill(~attn_mask, float("-inf"))

@@ -48,3 +48,8 @@ def test_attention_module_under_cpu_autocast_matches_float32():
         low = m(x)
     assert low.dtype == torch.bfloat16
     assert (low.float() - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+def test_float16_keeps_the_fused_kernel():
+    q, k, v = (t.detach() for t in _qkv(9, torch.float16))
+    assert torch.equal(dot_product_attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
